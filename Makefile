@@ -1,0 +1,90 @@
+# strata build. `make` builds bin/strata; `make test` installs missing Debian
+# packages, builds everything and runs every test; `make run` starts strata.
+#
+#   make SAN=1        ASan + UBSan build (objects under build/san/)
+#   make CC=clang     the same tree with clang
+#   make fuzz         libFuzzer targets (clang)
+
+CC      ?= cc
+SAN     ?= 0
+BUILD   ?= build/$(if $(filter 1,$(SAN)),san,rel)
+PKGS    := libuv jansson yaml-0.1
+LLHTTP_SRC := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wformat=2 -Wno-format-nonliteral -Wvla -Wpointer-arith
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Isrc -I$(LLHTTP_INC) \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
+ifeq ($(SAN),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+SRC      := $(shell find src -name '*.c' ! -name main.c | sort)
+OBJ      := $(SRC:%.c=$(BUILD)/%.o)
+DEP      := $(OBJ:.o=.d) $(BUILD)/src/main.d
+LIB      := $(BUILD)/libstrata.a
+LLHTTP   := $(BUILD)/libllhttp.a
+BIN      := $(if $(filter 1,$(SAN)),$(BUILD)/strata,bin/strata)
+
+UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps test unit run clean fuzz bench check-clang
+all: $(BIN)
+
+deps:
+	@bash scripts/deps.sh
+
+$(BIN): $(BUILD)/src/main.o $(LIB) $(LLHTTP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(LIB): $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# llhttp comes from Debian's node-llhttp sources, built with their own flags:
+# they are not ours to hold to -Werror.
+$(LLHTTP): $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
+	@mkdir -p $(BUILD)/llhttp
+	for f in api http llhttp; do \
+	  $(CC) -O2 -g -fPIC $(filter -fsanitize%,$(CFLAGS)) -I$(LLHTTP_INC) -c -o $(BUILD)/llhttp/$$f.o $(LLHTTP_SRC)/$$f.c || exit 1; done
+	ar rcs $@ $(BUILD)/llhttp/*.o
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(LLHTTP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -o $@ $< $(LIB) $(LLHTTP) $(LDLIBS) $(shell pkg-config --libs cmocka)
+
+unit: $(UNIT_BIN)
+
+test: deps
+	@$(MAKE) --no-print-directory all unit
+	@bash tests/run.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	./bin/strata serve --listen 127.0.0.1:8080
+
+fuzz:
+	@$(MAKE) --no-print-directory -f fuzz/Makefile
+
+bench: deps
+	@bash scripts/deps.sh bench
+	@$(MAKE) --no-print-directory all
+	bash bench/http.sh
+
+check-clang:
+	@$(MAKE) --no-print-directory CC=clang BUILD=build/clang all unit
+
+clean:
+	rm -rf build bin
+
+-include $(DEP)

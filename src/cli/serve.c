@@ -1,0 +1,111 @@
+/* `strata serve`: one service process. Loads the config, applies the
+ * command-line overrides, registers the routes and runs the HTTP server
+ * until a shutdown signal. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/config.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "observe/log.h"
+#include "observe/metrics.h"
+#include "observe/routes.h"
+
+static int parse_uint(const char *s, unsigned max, unsigned *out) {
+  char *end;
+  if (!s || !*s || *s == '-' || *s == '+')
+    return -1;
+  unsigned long v = strtoul(s, &end, 10);
+  if (*end || v > max)
+    return -1;
+  *out = (unsigned)v;
+  return 0;
+}
+
+static int print_config_errors(const char *path, const struct config_errors *errs) {
+  int shown = errs->count < CONFIG_MAX_ERRORS ? errs->count : CONFIG_MAX_ERRORS;
+  for (int i = 0; i < shown; i++) {
+    if (errs->items[i].line > 0)
+      fprintf(stderr, "%s:%d: %s\n", path, errs->items[i].line, errs->items[i].message);
+    else
+      fprintf(stderr, "%s: %s\n", path, errs->items[i].message);
+  }
+  if (errs->count > shown)
+    fprintf(stderr, "%s: ... and %d more\n", path, errs->count - shown);
+  return 1;
+}
+
+int cli_serve(int argc, char **argv) {
+  struct strata_config cfg;
+  config_defaults(&cfg);
+  const char *config_path = NULL;
+  /* The file first, flags over it: find --config before the rest. */
+  for (int i = 0; i < argc; i++)
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+      config_path = argv[i + 1];
+  if (config_path) {
+    struct config_errors errs = {0};
+    if (config_load(config_path, &cfg, &errs) != 0)
+      return print_config_errors(config_path, &errs);
+  }
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    char why[160];
+    unsigned u;
+    if (strcmp(a, "--config") == 0) {
+      i++;
+    } else if (strcmp(a, "--listen") == 0 && v) {
+      if (config_parse_listen(v, cfg.listen_host, sizeof cfg.listen_host, &cfg.listen_port, why,
+                              sizeof why) != 0) {
+        fprintf(stderr, "strata serve: --listen %s: %s\n", v, why);
+        return 2;
+      }
+      i++;
+    } else if (strcmp(a, "--workers") == 0 && v) {
+      if (parse_uint(v, 256, &u) != 0) {
+        fprintf(stderr, "strata serve: --workers needs a number from 0 to 256 (0 = CPUs)\n");
+        return 2;
+      }
+      cfg.workers = u;
+      i++;
+    } else if (strcmp(a, "--data") == 0 && v) {
+      if (strlen(v) >= sizeof cfg.data_dir) {
+        fprintf(stderr, "strata serve: --data: path too long\n");
+        return 2;
+      }
+      strcpy(cfg.data_dir, v);
+      i++;
+    } else if (strcmp(a, "--log-level") == 0 && v) {
+      if (config_parse_log_level(v, &cfg.log_level) != 0) {
+        fprintf(stderr, "strata serve: --log-level must be debug, info, warn, error or off\n");
+        return 2;
+      }
+      i++;
+    } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      cli_usage(stdout);
+      return 0;
+    } else {
+      fprintf(stderr, "strata serve: unknown or incomplete option '%s' (see strata --help)\n", a);
+      return 2;
+    }
+  }
+  log_set_level(cfg.log_level);
+
+  int rc = 1;
+  struct http_server *server = NULL;
+  struct router *router = router_new();
+  if (!router || observe_routes_register(router) != 0)
+    goto done;
+  server = http_server_new(&cfg, router);
+  if (!server)
+    goto done;
+  rc = http_server_run(server) == 0 ? 0 : 1;
+done:
+  http_server_free(server);
+  router_free(router);
+  metrics_shutdown();
+  return rc;
+}

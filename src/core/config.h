@@ -1,0 +1,106 @@
+/* Configuration of a strata process.
+ *
+ * One YAML file (parsed by libyaml) describes a process; command-line flags
+ * override single keys after the file is loaded. config_defaults() fills every
+ * field, config_load() overlays a file on top and collects every problem it
+ * finds (not only the first) with its line, so `strata check` can explain all
+ * of them at once. docs/config.md documents every key. */
+#ifndef STRATA_CORE_CONFIG_H
+#define STRATA_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum log_level {
+  LOG_DEBUG = 0, /* internals, noisy */
+  LOG_INFO,      /* access lines and lifecycle events */
+  LOG_WARN,      /* something degraded but still serving */
+  LOG_ERROR,     /* a request or dependency failed */
+  LOG_OFF        /* nothing at all */
+};
+
+/* Limits that protect the HTTP server from its clients. Each has an exact
+ * answer when exceeded (see docs/config.md). */
+struct http_limits {
+  uint32_t max_request_line;  /* bytes of method + target + version → 414 */
+  uint32_t max_header_bytes;  /* bytes of the whole header section → 431 */
+  uint32_t max_headers;       /* number of header fields → 431 */
+  uint64_t max_body_bytes;    /* declared or streamed body bytes → 413 */
+  uint32_t header_timeout_ms; /* headers must be complete within → 408 */
+  uint32_t body_timeout_ms;   /* gap allowed between body reads → 408 */
+  uint32_t idle_timeout_ms;   /* keep-alive connection without a request */
+  uint32_t max_connections;   /* concurrent connections, whole process */
+  uint32_t drain_timeout_ms;  /* graceful shutdown: wait for in-flight */
+  uint32_t max_json_depth;    /* nesting of JSON request bodies → 400 */
+};
+
+struct strata_config {
+  char listen_host[64]; /* IPv4/IPv6 literal or "localhost" */
+  uint16_t listen_port;
+  uint32_t workers;     /* event-loop threads; 0 = number of CPUs */
+  char data_dir[1024];  /* where embedded engines keep their files */
+  enum log_level log_level;
+  struct http_limits http;
+};
+
+/* One problem found in a config file: 1-based line (0 when not tied to a
+ * line) and a human sentence naming the key. */
+struct config_error {
+  int line;
+  char message[256];
+};
+
+#define CONFIG_MAX_ERRORS 64
+
+struct config_errors {
+  int count;                    /* may exceed CONFIG_MAX_ERRORS; the rest dropped */
+  struct config_error items[CONFIG_MAX_ERRORS];
+};
+
+/* Fills cfg with the documented defaults. Never fails. */
+void config_defaults(struct strata_config *cfg);
+
+/* Reads the YAML file at path and overlays it on cfg (which should hold the
+ * defaults). Unknown keys, wrong types, out-of-range values and YAML syntax
+ * errors are all reported in errs. Returns 0 when errs->count == 0, otherwise
+ * a negative value and leaves cfg untouched (the file is bound onto a copy).
+ * errs is reset first and its items are sorted by line; line 0 means the file
+ * as a whole (cannot be opened, too large). Files larger than
+ * CONFIG_MAX_FILE_BYTES are refused. */
+int config_load(const char *path, struct strata_config *cfg,
+                struct config_errors *errs);
+
+#define CONFIG_MAX_FILE_BYTES (1024 * 1024)
+
+/* The same as config_load() for YAML already in memory: data[0 .. len),
+ * which need not be NUL-terminated. name (the file name, or NULL) is only
+ * used in messages about the input as a whole. config_load() reads the file
+ * and calls this; the fuzz target calls it directly. */
+int config_load_buffer(const char *data, size_t len, const char *name,
+                       struct strata_config *cfg, struct config_errors *errs);
+
+/* Parsers shared by the file loader and the command line. Each returns 0 and
+ * stores the value, or -1 and writes a reason into why (why_len bytes).
+ * The reason is a phrase that reads after the quoted input, e.g.
+ * `"80" has no port (expected HOST:PORT)`; outputs are untouched on error. */
+int config_parse_listen(const char *text, char *host, size_t host_len,
+                        uint16_t *port, char *why, size_t why_len);
+int config_parse_log_level(const char *text, enum log_level *out);
+const char *config_log_level_name(enum log_level level);
+
+/* Number parsers behind the size, duration and count keys. They only check
+ * the form and 64-bit overflow; ranges are the caller's. Each returns 0 and
+ * stores the value, -1 when the text is malformed, or -2 when it is well
+ * formed but does not fit in 64 bits; why is written on both errors.
+ *   size:     digits with an optional k, m or g (x1024, any case): 8k, 1m
+ *   duration: digits with a required unit ms, s, m or h; stored in ms
+ *   count:    digits only
+ * No sign, spaces, hex, exponents or fractions are accepted. */
+int config_parse_size(const char *text, uint64_t *out, char *why,
+                      size_t why_len);
+int config_parse_duration_ms(const char *text, uint64_t *out_ms, char *why,
+                             size_t why_len);
+int config_parse_count(const char *text, uint64_t *out, char *why,
+                       size_t why_len);
+
+#endif

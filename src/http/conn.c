@@ -1,0 +1,705 @@
+/* One client connection: reading, parsing (llhttp), dispatching, timeouts.
+ *
+ * NOTES ON THE DESIGN
+ *
+ *                 first byte              headers complete
+ *   accept -> IDLE ---------> HEAD --------------------------> BODY
+ *              ^                                                | message complete
+ *              |  response written, keep-alive                  v
+ *              +------------------- WRITING <---------------- HANDLING
+ *                                     | Connection: close / error
+ *                                     v
+ *                                   LINGER --EOF or 2 s--> CLOSED
+ *
+ * - feed() runs llhttp over received bytes. on_message_complete pauses the
+ *   parser, so exactly one request is with its handler at a time and
+ *   pipelined responses go out in request order. Bytes after the paused
+ *   request are copied to c->pending and parsed once the response is out.
+ * - While HANDLING or WRITING the connection does not read (backpressure).
+ * - Timeouts: each state that waits on the client sits in one of the
+ *   worker's conn_lists (idle, head, body, linger); conn_sweep() closes or
+ *   answers 408 for the ones past their deadline. A connection that never
+ *   sent a byte is closed silently when its header timeout passes (as nginx
+ *   does), one that sent part of a request gets 408.
+ * - A response that must close the connection is followed by a lingering
+ *   close: shut the write side, keep reading and discarding for up to 2 s or
+ *   1 MiB, so the client reads the error before any RST (nginx's
+ *   lingering_close).
+ * - Framing errors from llhttp, and the stricter rules checked here (Host,
+ *   obs-fold, limits), answer with an error status and close. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/error.h"
+#include "http/internal.h"
+#include "observe/log.h"
+#include "observe/trace.h"
+
+#define LINGER_MAX_BYTES (1u << 20)
+
+static llhttp_settings_t parser_settings;
+static uv_once_t settings_once = UV_ONCE_INIT;
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void feed(struct conn *c, const char *data, size_t len);
+
+/* ---- timeout lists ------------------------------------------------------ */
+
+void conn_list_remove(struct conn *c) {
+  struct conn_list *l = c->list;
+  if (!l)
+    return;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    l->head = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  else
+    l->tail = c->prev;
+  c->prev = c->next = NULL;
+  c->list = NULL;
+}
+
+void conn_list_append(struct conn_list *l, struct conn *c, uint64_t now) {
+  conn_list_remove(c);
+  c->deadline = now + l->timeout_ms;
+  c->list = l;
+  c->prev = l->tail;
+  c->next = NULL;
+  if (l->tail)
+    l->tail->next = c;
+  else
+    l->head = c;
+  l->tail = c;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void on_closed(uv_handle_t *h) {
+  struct conn *c = (struct conn *)h;
+  struct worker *w = c->w;
+  if (c->ex.in_flight)
+    metrics_in_flight_add(w->shard, -1);
+  arena_free(&c->arena);
+  free(c->pending);
+  free(c->wbuf);
+  free(c);
+  __atomic_sub_fetch(&metrics_server.connections_open, 1, __ATOMIC_RELAXED);
+  w->n_conns--;
+  worker_maybe_finish(w);
+}
+
+void conn_close(struct conn *c) {
+  if (c->state == CS_CLOSED)
+    return;
+  c->state = CS_CLOSED;
+  conn_list_remove(c);
+  uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void start_reading(struct conn *c) {
+  if (!c->reading && c->state != CS_CLOSED) {
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+      c->reading = 1;
+  }
+}
+
+static void stop_reading(struct conn *c) {
+  if (c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+  }
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  struct conn *c = req->data;
+  if (status < 0 || c->peer_eof)
+    conn_close(c);
+}
+
+/* Half-closes and discards input until the client closes (lingering close). */
+static void linger_close(struct conn *c) {
+  struct worker *w = c->w;
+  if (c->state == CS_CLOSED)
+    return;
+  c->state = CS_LINGER;
+  c->shutdown_req.data = c;
+  if (c->peer_eof || uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    conn_close(c);
+    return;
+  }
+  free(c->pending);
+  c->pending = NULL;
+  c->pending_len = 0;
+  conn_list_append(&w->linger, c, uv_now(&w->loop));
+  start_reading(c);
+}
+
+static void exchange_reset(struct conn *c) {
+  struct http_exchange *ex = &c->ex;
+  arena_reset(&c->arena);
+  memset(ex, 0, offsetof(struct http_exchange, request_id_buf));
+  ex->conn = c;
+  ex->arena = &c->arena;
+  ex->req.remote = c->remote;
+  ex->req.query = "";
+  ex->req.body = "";
+  c->error = 0;
+  c->error_message = NULL;
+  c->head_bytes = c->line_bytes = 0;
+  c->n_headers = c->headers_cap = 0;
+  c->field = c->value = c->body = c->url = NULL;
+  c->field_len = c->value_len = c->body_len = c->body_cap = c->url_len = 0;
+}
+
+void conn_after_response(struct conn *c) {
+  struct worker *w = c->w;
+  if (c->state == CS_CLOSED)
+    return;
+  exchange_reset(c);
+  if (c->close_after || w->stopping) {
+    linger_close(c);
+    return;
+  }
+  c->state = CS_IDLE;
+  if (c->pending_len) {
+    /* The next pipelined request is already here. feed() keeps its own copy
+     * of whatever it cannot parse yet, so hand it the buffer and free it. */
+    char *p = c->pending;
+    size_t n = c->pending_len;
+    c->pending = NULL;
+    c->pending_len = 0;
+    feed(c, p, n);
+    free(p);
+    if (c->state == CS_IDLE || c->state == CS_HEAD || c->state == CS_BODY)
+      start_reading(c);
+    return;
+  }
+  if (c->peer_eof) {
+    conn_close(c);
+    return;
+  }
+  if (w->draining) {
+    conn_close(c);
+    return;
+  }
+  conn_list_append(&w->idle, c, uv_now(&w->loop));
+  start_reading(c);
+}
+
+static void format_remote(struct conn *c) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  c->remote[0] = '\0';
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+    return;
+  char ip[INET6_ADDRSTRLEN] = "";
+  int port = 0;
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    uv_ip4_name(a, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+    snprintf(c->remote, sizeof c->remote, "%s:%d", ip, port);
+  } else if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    uv_ip6_name(a, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+    snprintf(c->remote, sizeof c->remote, "[%s]:%d", ip, port);
+  }
+}
+
+static void init_settings(void);
+
+void conn_accept(struct worker *w) {
+  uv_once(&settings_once, init_settings);
+  struct conn *c = calloc(1, sizeof *c);
+  if (!c)
+    return;
+  if (uv_tcp_init(&w->loop, &c->tcp) != 0) {
+    free(c);
+    return;
+  }
+  c->w = w;
+  w->n_conns++;
+  __atomic_add_fetch(&metrics_server.connections_total, 1, __ATOMIC_RELAXED);
+  uint64_t open = __atomic_add_fetch(&metrics_server.connections_open, 1, __ATOMIC_RELAXED);
+  if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+    c->state = CS_IDLE;
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  format_remote(c);
+  llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
+  c->parser.data = c;
+  arena_init(&c->arena, 4096);
+  exchange_reset(c);
+  c->state = CS_IDLE;
+  if (open > w->server->cfg.http.max_connections) {
+    /* Refuse cleanly: a 503 the client can read, then close. */
+    __atomic_add_fetch(&metrics_server.connections_refused, 1, __ATOMIC_RELAXED);
+    c->refused = 1;
+    response_send_raw_error(c, STRATA_EUNAVAILABLE, "Too many connections; try again later.");
+    return;
+  }
+  /* A fresh connection gets the header timeout for its first request. */
+  conn_list_append(&w->head, c, uv_now(&w->loop));
+  start_reading(c);
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  struct conn *c = (struct conn *)h;
+  /* One buffer per worker: every read is parsed (and anything left over
+   * copied out) before the loop reads from another connection. */
+  buf->base = c->w->read_buf;
+  buf->len = sizeof c->w->read_buf;
+}
+
+static void keep_pending(struct conn *c, const char *data, size_t len) {
+  char *p = malloc(c->pending_len + len);
+  if (!p) {
+    conn_close(c);
+    return;
+  }
+  if (c->pending_len)
+    memcpy(p, c->pending, c->pending_len);
+  memcpy(p + c->pending_len, data, len);
+  free(c->pending);
+  c->pending = p;
+  c->pending_len += len;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  struct conn *c = (struct conn *)s;
+  if (nread == 0)
+    return;
+  if (nread < 0) {
+    if (nread != UV_EOF || c->state == CS_LINGER || c->state == CS_IDLE) {
+      conn_close(c);
+      return;
+    }
+    c->peer_eof = 1;
+    stop_reading(c);
+    if (c->state == CS_HEAD || c->state == CS_BODY) {
+      /* The client gave up mid-request; nobody is left to read an answer. */
+      conn_close(c);
+    }
+    return;
+  }
+  if (c->state == CS_LINGER) {
+    c->linger_bytes += (size_t)nread;
+    if (c->linger_bytes > LINGER_MAX_BYTES)
+      conn_close(c);
+    return;
+  }
+  if (c->state == CS_HANDLING || c->state == CS_WRITING) {
+    keep_pending(c, buf->base, (size_t)nread);
+    stop_reading(c);
+    return;
+  }
+  feed(c, buf->base, (size_t)nread);
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+static int fail(struct conn *c, int err, const char *message) {
+  if (!c->error) {
+    c->error = err;
+    c->error_message = message;
+  }
+  return -1;
+}
+
+#define CONN(p) ((struct conn *)(p)->data)
+
+static int on_message_begin(llhttp_t *p) {
+  struct conn *c = CONN(p);
+  struct worker *w = c->w;
+  c->state = CS_HEAD;
+  c->ex.start_ns = uv_hrtime();
+  c->ex.in_flight = 1;
+  metrics_in_flight_add(w->shard, 1);
+  if (c->list != &w->head)
+    conn_list_append(&w->head, c, uv_now(&w->loop));
+  return 0;
+}
+
+static int append(struct conn *c, char **buf, size_t *len, const char *at, size_t n) {
+  char *grown = arena_grow(&c->arena, *buf, *len + (*buf ? 1 : 0), *len + n + 1);
+  if (!grown)
+    return fail(c, STRATA_EINTERNAL, "Out of memory.");
+  memcpy(grown + *len, at, n);
+  *len += n;
+  grown[*len] = '\0';
+  *buf = grown;
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n) {
+  struct conn *c = CONN(p);
+  c->line_bytes += (uint32_t)n;
+  if (c->line_bytes > c->w->server->cfg.http.max_request_line)
+    return fail(c, STRATA_EURI_TOO_LONG, NULL);
+  return append(c, &c->url, &c->url_len, at, n);
+}
+
+static int count_head(struct conn *c, size_t n) {
+  c->head_bytes += (uint32_t)n;
+  if (c->head_bytes > c->w->server->cfg.http.max_header_bytes)
+    return fail(c, STRATA_EHEADERS_TOO_LARGE, NULL);
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+  struct conn *c = CONN(p);
+  if (count_head(c, n))
+    return -1;
+  return append(c, &c->field, &c->field_len, at, n);
+}
+
+static int on_header_field_complete(llhttp_t *p) {
+  struct conn *c = CONN(p);
+  if (++c->n_headers > c->w->server->cfg.http.max_headers)
+    return fail(c, STRATA_EHEADERS_TOO_LARGE, "Too many header fields.");
+  return count_head(c, 4); /* ": " and CRLF */
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+  struct conn *c = CONN(p);
+  if (count_head(c, n))
+    return -1;
+  return append(c, &c->value, &c->value_len, at, n);
+}
+
+static int is_name(const struct http_header *h, const char *name, size_t len) {
+  return h->name_len == len && strncasecmp(h->name, name, len) == 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  struct conn *c = CONN(p);
+  struct http_exchange *ex = &c->ex;
+  struct http_request *req = &ex->req;
+  const char *v = c->value ? c->value : "";
+  size_t vlen = c->value_len;
+  /* llhttp hands over a folded line (obs-fold) with its CR LF inside the
+   * value, and lets a bare CR or a NUL through in some states: RFC 9112
+   * says reject, and we do. */
+  for (size_t i = 0; i < vlen; i++) {
+    unsigned char ch = (unsigned char)v[i];
+    if (ch == '\r' || ch == '\n' || ch == '\0')
+      return fail(c, STRATA_EBAD_REQUEST, "Invalid character or line folding in a header value.");
+  }
+  while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+    vlen--;
+  while (vlen && (*v == ' ' || *v == '\t')) {
+    v++;
+    vlen--;
+  }
+  if (req->n_headers == c->headers_cap) {
+    unsigned cap = c->headers_cap ? c->headers_cap * 2 : 16;
+    struct http_header *h = arena_grow(&c->arena, req->headers,
+                                       c->headers_cap * sizeof *h, cap * sizeof *h);
+    if (!h)
+      return fail(c, STRATA_EINTERNAL, "Out of memory.");
+    req->headers = h;
+    c->headers_cap = cap;
+  }
+  struct http_header *h = &req->headers[req->n_headers++];
+  h->name = c->field ? c->field : "";
+  h->name_len = c->field_len;
+  h->value = v;
+  h->value_len = vlen;
+  c->field = c->value = NULL;
+  c->field_len = c->value_len = 0;
+
+  switch (h->name_len) {
+  case 4:
+    if (is_name(h, "host", 4))
+      ex->host_count++;
+    break;
+  case 6:
+    if (is_name(h, "expect", 6)) {
+      if (vlen == 12 && strncasecmp(v, "100-continue", 12) == 0)
+        ex->expect_continue = 1;
+      else
+        return fail(c, STRATA_EEXPECTATION_FAILED, NULL);
+    }
+    break;
+  case 11:
+    if (is_name(h, "traceparent", 11))
+      trace_parse(v, vlen, &req->trace);
+    break;
+  case 12:
+    if (is_name(h, "x-request-id", 12) && !req->request_id && request_id_valid(v, vlen)) {
+      req->request_id = v;
+      req->request_id_len = vlen;
+    }
+    break;
+  }
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  struct conn *c = CONN(p);
+  struct worker *w = c->w;
+  struct http_exchange *ex = &c->ex;
+  const struct http_limits *lim = &w->server->cfg.http;
+  ex->req.version_minor = p->http_minor;
+  if (p->http_major != 1 || p->http_minor > 1)
+    return fail(c, STRATA_EVERSION_NOT_SUPPORTED, NULL);
+  if (p->http_minor == 1 && ex->host_count == 0)
+    return fail(c, STRATA_EBAD_REQUEST, "Missing Host header.");
+  if (ex->host_count > 1)
+    return fail(c, STRATA_EBAD_REQUEST, "More than one Host header.");
+  ex->keep_alive = llhttp_should_keep_alive(p);
+  ex->head = p->method == HTTP_HEAD;
+  int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > lim->max_body_bytes)
+    return fail(c, STRATA_EPAYLOAD_TOO_LARGE, NULL);
+  if (!ex->req.request_id) {
+    char *id = ex->request_id_buf;
+    size_t n = strlen(w->reqid_prefix);
+    memcpy(id, w->reqid_prefix, n);
+    static const char hexv[] = "0123456789abcdef";
+    uint64_t k = ++w->reqid_counter;
+    char tmp[16];
+    size_t m = 0;
+    do {
+      tmp[m++] = hexv[k & 15];
+      k >>= 4;
+    } while (k);
+    while (m)
+      id[n++] = tmp[--m];
+    id[n] = '\0';
+    ex->req.request_id = id;
+    ex->req.request_id_len = n;
+  }
+  if (ex->expect_continue && has_body && p->http_minor == 1) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
+    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  }
+  c->state = CS_BODY;
+  if (has_body)
+    conn_list_append(&w->body, c, uv_now(&w->loop));
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  struct conn *c = CONN(p);
+  struct worker *w = c->w;
+  if (c->body_len + n > w->server->cfg.http.max_body_bytes)
+    return fail(c, STRATA_EPAYLOAD_TOO_LARGE, NULL);
+  if (c->body_len + n + 1 > c->body_cap) {
+    size_t cap = c->body_cap ? c->body_cap * 2 : 1024;
+    while (cap < c->body_len + n + 1)
+      cap *= 2;
+    char *b = arena_grow(&c->arena, c->body, c->body_cap, cap);
+    if (!b)
+      return fail(c, STRATA_EINTERNAL, "Out of memory.");
+    c->body = b;
+    c->body_cap = cap;
+  }
+  memcpy(c->body + c->body_len, at, n);
+  c->body_len += n;
+  c->body[c->body_len] = '\0';
+  /* progress on the body resets its timeout */
+  conn_list_append(&w->body, c, uv_now(&w->loop));
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  (void)p;
+  return HPE_PAUSED; /* one request at a time; see the notes above */
+}
+
+static void init_settings(void) {
+  llhttp_settings_init(&parser_settings);
+  parser_settings.on_message_begin = on_message_begin;
+  parser_settings.on_url = on_url;
+  parser_settings.on_header_field = on_header_field;
+  parser_settings.on_header_field_complete = on_header_field_complete;
+  parser_settings.on_header_value = on_header_value;
+  parser_settings.on_header_value_complete = on_header_value_complete;
+  parser_settings.on_headers_complete = on_headers_complete;
+  parser_settings.on_body = on_body;
+  parser_settings.on_message_complete = on_message_complete;
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+/* Splits the request-target into path and query. Origin-form ("/p?q") is the
+ * norm; absolute-form ("http://host/p?q") is accepted as RFC 9112 §3.2.2
+ * asks of servers; "*" only with OPTIONS. */
+static int split_target(struct conn *c) {
+  struct http_request *req = &c->ex.req;
+  const char *t = c->url ? c->url : "";
+  size_t n = c->url_len;
+  req->target = t;
+  req->target_len = n;
+  const char *path = t;
+  if (n > 0 && t[0] != '/') {
+    if (n == 1 && t[0] == '*' && c->parser.method == HTTP_OPTIONS) {
+      req->path = "*";
+      req->path_len = 1;
+      return 0;
+    }
+    const char *scheme_end = NULL;
+    if (n > 7 && strncasecmp(t, "http://", 7) == 0)
+      scheme_end = t + 7;
+    else if (n > 8 && strncasecmp(t, "https://", 8) == 0)
+      scheme_end = t + 8;
+    if (!scheme_end)
+      return -1;
+    path = memchr(scheme_end, '/', n - (size_t)(scheme_end - t));
+    if (!path) {
+      req->path = "/";
+      req->path_len = 1;
+      const char *q = memchr(scheme_end, '?', n - (size_t)(scheme_end - t));
+      if (q) {
+        req->query = q + 1;
+        req->query_len = n - (size_t)(q + 1 - t);
+      }
+      return 0;
+    }
+  }
+  if (n == 0)
+    return -1;
+  size_t rest = n - (size_t)(path - t);
+  const char *q = memchr(path, '?', rest);
+  size_t plen = q ? (size_t)(q - path) : rest;
+  if (q) {
+    req->query = q + 1;
+    req->query_len = rest - plen - 1;
+    char *pc = arena_strndup(&c->arena, path, plen);
+    if (!pc)
+      return -1;
+    req->path = pc;
+  } else {
+    req->path = path; /* already NUL-terminated at the end of url */
+  }
+  req->path_len = plen;
+  return 0;
+}
+
+static void dispatch(struct conn *c) {
+  struct worker *w = c->w;
+  struct http_exchange *ex = &c->ex;
+  struct http_request *req = &ex->req;
+  conn_list_remove(c);
+  c->state = CS_HANDLING;
+  req->method = llhttp_method_name((llhttp_method_t)c->parser.method);
+  req->method_len = strlen(req->method);
+  ex->mmethod = metrics_method_of(req->method, req->method_len);
+  if (c->body) {
+    req->body = c->body;
+    req->body_len = c->body_len;
+  }
+  if (split_target(c) != 0) {
+    http_respond_error(ex, STRATA_EBAD_REQUEST, "Malformed request target.", NULL);
+    return;
+  }
+  int rc = router_match(w->server->router, req->method, req->method_len, req->path,
+                        req->path_len, &ex->route);
+  if (rc == STRATA_EMETHOD_NOT_ALLOWED) {
+    http_add_header(ex, "Allow", ex->route.allow);
+    http_respond_error(ex, rc, NULL, NULL);
+    return;
+  }
+  if (rc != 0) {
+    http_respond_error(ex, rc, NULL, NULL);
+    return;
+  }
+  ex->metrics_route = ex->route.metrics_id;
+  memcpy(req->params, ex->route.params, sizeof req->params);
+  req->n_params = ex->route.n_params;
+  ex->route.handler(ex, ex->route.data);
+}
+
+/* Maps a parser failure to the status the client gets. */
+static int parse_error_status(struct conn *c, llhttp_errno_t e, const char **message) {
+  if (c->error) {
+    *message = c->error_message;
+    return c->error;
+  }
+  *message = llhttp_get_error_reason(&c->parser);
+  switch (e) {
+  case HPE_INVALID_VERSION:
+    return c->parser.http_major > 1 ? STRATA_EVERSION_NOT_SUPPORTED : STRATA_EBAD_REQUEST;
+  default:
+    return STRATA_EBAD_REQUEST;
+  }
+}
+
+static void feed(struct conn *c, const char *data, size_t len) {
+  while (len > 0) {
+    if (c->state != CS_IDLE && c->state != CS_HEAD && c->state != CS_BODY) {
+      keep_pending(c, data, len);
+      stop_reading(c);
+      return;
+    }
+    llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+    if (e == HPE_OK) {
+      c->ex.bytes_in += len;
+      return;
+    }
+    if (e == HPE_PAUSED) {
+      size_t used = (size_t)(llhttp_get_error_pos(&c->parser) - data);
+      c->ex.bytes_in += used;
+      data += used;
+      len -= used;
+      llhttp_resume(&c->parser);
+      dispatch(c); /* may answer at once and come back to CS_IDLE */
+      continue;
+    }
+    const char *message;
+    int err = parse_error_status(c, e, &message);
+    c->ex.bytes_in += len;
+    conn_list_remove(c);
+    c->state = CS_HANDLING;
+    c->close_after = 1;
+    if (!c->ex.start_ns)
+      c->ex.start_ns = uv_hrtime();
+    http_respond_error(&c->ex, err, message, NULL);
+    return;
+  }
+}
+
+/* ---- timeouts ----------------------------------------------------------- */
+
+static void expire(struct conn_list *l, uint64_t now, void (*action)(struct conn *)) {
+  while (l->head && l->head->deadline <= now)
+    action(l->head);
+}
+
+static void on_head_timeout(struct conn *c) {
+  if (c->state == CS_IDLE) {
+    conn_close(c); /* never sent a byte */
+    return;
+  }
+  conn_list_remove(c);
+  c->state = CS_HANDLING;
+  c->close_after = 1;
+  http_respond_error(&c->ex, STRATA_EREQUEST_TIMEOUT, NULL, NULL);
+}
+
+static void on_body_timeout(struct conn *c) {
+  if (c->state == CS_WRITING) {
+    conn_close(c); /* the client stopped reading our response */
+    return;
+  }
+  on_head_timeout(c);
+}
+
+void conn_sweep(struct worker *w, uint64_t now) {
+  expire(&w->idle, now, conn_close);
+  expire(&w->head, now, on_head_timeout);
+  expire(&w->body, now, on_body_timeout);
+  expire(&w->linger, now, conn_close);
+}

@@ -1,0 +1,104 @@
+/* What a request handler sees: the request, and the calls that answer it.
+ *
+ * The server parses a request completely (headers and a body within the
+ * configured limits) before calling the handler of the matching route. The
+ * handler answers with exactly one http_respond*() call, either before it
+ * returns or later from the same worker's loop (an asynchronous handler, e.g.
+ * one waiting for a database or an upstream). Responses on one connection
+ * leave in request order: the next pipelined request is not parsed until the
+ * current one is answered.
+ *
+ * Everything reachable from struct http_request lives in the exchange's arena
+ * and is released when the response has been written. */
+#ifndef STRATA_HTTP_HTTP_H
+#define STRATA_HTTP_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "observe/trace.h"
+
+#define HTTP_MAX_PARAMS 8
+
+struct http_header {
+  const char *name; /* as received; compare case-insensitively */
+  const char *value; /* leading and trailing whitespace removed */
+  size_t name_len;
+  size_t value_len;
+};
+
+struct http_param {
+  const char *name; /* from the route pattern, NUL-terminated */
+  const char *raw;  /* the matched path segment, still percent-encoded */
+  size_t raw_len;
+};
+
+struct http_request {
+  const char *method; /* "GET", ... NUL-terminated */
+  size_t method_len;
+  const char *target; /* the request-target as sent */
+  size_t target_len;
+  const char *path;   /* target without query, NUL-terminated (absolute-form reduced to its path) */
+  size_t path_len;
+  const char *query;  /* after '?', without it; "" when none */
+  size_t query_len;
+  int version_minor;  /* HTTP/1.<version_minor> */
+  struct http_header *headers;
+  unsigned n_headers;
+  const char *body;   /* NUL-terminated copy; "" when none */
+  size_t body_len;
+  struct http_param params[HTTP_MAX_PARAMS];
+  unsigned n_params;
+  const char *request_id; /* the client's valid X-Request-Id, or a generated one */
+  size_t request_id_len;
+  struct trace_context trace; /* W3C traceparent received (trace.valid) or none */
+  const char *remote;         /* client address, "ip:port" */
+};
+
+struct http_exchange;
+typedef void (*http_handler_cb)(struct http_exchange *ex, void *data);
+
+/* The request of an exchange; valid until the response is written. */
+struct http_request *http_request_of(struct http_exchange *ex);
+/* The exchange's arena: request-scoped memory for the handler's own use. */
+struct arena *http_arena(struct http_exchange *ex);
+
+/* Header lookup (case-insensitive); NULL when absent. With duplicates, the
+ * first. *len receives the value length when len is not NULL. */
+const char *http_header_get(const struct http_request *req, const char *name, size_t *len);
+
+/* Route parameter by name, percent-decoded into the arena; NULL when the
+ * route has no such parameter or its encoding is invalid (%zz, %00). */
+const char *http_param_get(struct http_exchange *ex, const char *name);
+
+/* Query parameter by name (first occurrence), decoded ('+' is a space) into
+ * the arena; NULL when absent or badly encoded. */
+const char *http_query_get(struct http_exchange *ex, const char *name);
+
+/* Adds a response header for the coming response. name and value are copied;
+ * CR, LF and NUL are refused (returns -1) so a handler cannot split headers. */
+int http_add_header(struct http_exchange *ex, const char *name, const char *value);
+
+/* Answers the request. body (len bytes) is copied. Content-Length, Date,
+ * Connection and X-Request-Id are set by the server; for HEAD the body is
+ * counted but not sent. content_type may be NULL when len is 0. */
+void http_respond(struct http_exchange *ex, int status, const char *content_type,
+                  const void *body, size_t len);
+
+/* Answers with a JSON body: {"error":{"code":..,"message":..,"requestId":..}}
+ * built from the error table (core/error.h). message NULL = the table's
+ * default; field, when not NULL, adds "field":<name> (the offending field of
+ * a request body). */
+void http_respond_error(struct http_exchange *ex, int err, const char *message, const char *field);
+
+/* Answers 200..599 with application/json content. */
+static inline void http_respond_json(struct http_exchange *ex, int status, const char *json,
+                                     size_t len) {
+  http_respond(ex, status, "application/json", json, len);
+}
+
+/* Settings of the server the exchange arrived on (limits, for body checks). */
+const struct http_limits *http_limits_of(struct http_exchange *ex);
+
+#endif

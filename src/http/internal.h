@@ -1,0 +1,154 @@
+/* Types shared by the HTTP server's own files (server.c, conn.c,
+ * response.c). Nothing outside src/http includes this. */
+#ifndef STRATA_HTTP_INTERNAL_H
+#define STRATA_HTTP_INTERNAL_H
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include "core/arena.h"
+#include "core/config.h"
+#include "core/strbuf.h"
+#include "http/http.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "observe/metrics.h"
+
+struct conn;
+struct worker;
+
+/* Intrusive list of connections waiting on the same kind of timeout. Each
+ * list has one fixed timeout, so appending at the tail keeps it ordered by
+ * deadline and the sweep only looks at the head. */
+struct conn_list {
+  struct conn *head, *tail;
+  uint32_t timeout_ms;
+};
+
+enum conn_state {
+  CS_IDLE = 0,  /* between requests: waiting for a first byte */
+  CS_HEAD,      /* reading the request line and headers */
+  CS_BODY,      /* reading the body */
+  CS_HANDLING,  /* the handler has the request; no response yet */
+  CS_WRITING,   /* the response is queued in a uv_write */
+  CS_LINGER,    /* response sent, write side shut: discarding input until EOF */
+  CS_CLOSED     /* uv_close called */
+};
+
+struct http_exchange {
+  struct http_request req;
+  struct conn *conn;
+  struct arena *arena;
+  struct strbuf_view {
+    char *data;
+    size_t len, cap;
+  } extra_headers;         /* handler-added response header lines */
+  struct route_match route;
+  uint64_t start_ns;       /* first byte of the request (uv_hrtime) */
+  uint64_t bytes_in;
+  int responded;
+  int in_flight;           /* counted in the in-flight gauge */
+  int status;
+  size_t bytes_out;
+  int head;                /* HEAD: send headers only */
+  int expect_continue;
+  int host_count;
+  int keep_alive;          /* llhttp's verdict at headers-complete */
+  int metrics_route;
+  enum metrics_method mmethod;
+  char request_id_buf[40]; /* a generated id */
+};
+
+struct conn {
+  uv_tcp_t tcp;            /* first, so a uv handle pointer is a conn pointer */
+  struct worker *w;
+  llhttp_t parser;
+  enum conn_state state;
+  struct conn *prev, *next;  /* in one conn_list, or none */
+  struct conn_list *list;
+  uint64_t deadline;         /* uv_now() ms at which the list's timeout fires */
+  struct arena arena;
+  struct http_exchange ex;
+  int error;                 /* a STRATA_E* found by a parser callback */
+  const char *error_message; /* its client-facing message, or NULL */
+  uint32_t head_bytes;       /* request line + headers so far */
+  uint32_t line_bytes;       /* request line so far */
+  unsigned n_headers;
+  unsigned headers_cap;
+  char *field;               /* header name being received */
+  size_t field_len;
+  char *value;               /* header value being received */
+  size_t value_len;
+  char *body;
+  size_t body_len, body_cap;
+  char *url;
+  size_t url_len;
+  char *pending;             /* bytes read but not parsed yet (pipelining) */
+  size_t pending_len;
+  char *wbuf;                /* the unsent rest of a response */
+  uv_write_t write_req;
+  uv_shutdown_t shutdown_req;
+  size_t linger_bytes;
+  unsigned close_after : 1;  /* close once the current response is out */
+  unsigned peer_eof : 1;     /* the client closed its side */
+  unsigned reading : 1;      /* uv_read_start is active */
+  unsigned refused : 1;      /* over max_connections: answered 503 */
+  char remote[64];
+};
+
+struct worker {
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_async_t wakeup;
+  uv_timer_t sweep;
+  uv_prepare_t flush;
+  uv_thread_t thread;
+  struct http_server *server;
+  unsigned index;
+  struct metrics_shard *shard;
+  struct strbuf out;         /* response scratch, reused */
+  struct strbuf log;         /* access lines of this loop turn */
+  struct strbuf err_body;    /* JSON error bodies, reused */
+  struct conn_list idle, head, body, linger;
+  char date_line[64];        /* "Date: Fri, 27 Nov 2026 23:59:01 GMT\r\n" */
+  size_t date_len;
+  time_t date_sec;
+  uint64_t reqid_counter;
+  char reqid_prefix[16];
+  unsigned n_conns;
+  int listening;
+  int draining;
+  int stopping;              /* handles closing; no more wake-ups */
+  int finished;              /* the loop has ended (under wake_lock) */
+  int listen_fd;
+  char read_buf[65536];
+};
+
+struct http_server {
+  struct strata_config cfg;
+  const struct router *router;
+  struct worker *workers;
+  unsigned n_workers;
+  uv_loop_t main_loop;
+  uv_signal_t sigterm, sigint;
+  uv_timer_t drain_timer;
+  int draining; /* read by readiness checks on any thread */
+  int force;
+};
+
+/* conn.c */
+void conn_accept(struct worker *w);
+void conn_close(struct conn *c);
+void conn_sweep(struct worker *w, uint64_t now);
+void conn_list_remove(struct conn *c);
+void conn_list_append(struct conn_list *l, struct conn *c, uint64_t now);
+void conn_after_response(struct conn *c);
+
+/* server.c: closes the worker's own handles once draining left no connection */
+void worker_maybe_finish(struct worker *w);
+
+/* response.c */
+void response_send_raw_error(struct conn *c, int err, const char *message);
+void worker_update_date(struct worker *w);
+
+#endif

@@ -1,0 +1,362 @@
+/* Serialising responses, and the request accessors handlers use.
+ *
+ * A response is built in the worker's scratch buffer and handed to
+ * uv_try_write(); only when the socket cannot take all of it is the rest
+ * copied to the connection and written asynchronously. The access log line
+ * and the metrics are recorded here, once per response. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "http/internal.h"
+#include "observe/log.h"
+
+static const char *reason_phrase(int status) {
+  switch (status) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 304: return "Not Modified";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 411: return "Length Required";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 417: return "Expectation Failed";
+  case 422: return "Unprocessable Content";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  case 505: return "HTTP Version Not Supported";
+  default: return "Status";
+  }
+}
+
+void worker_update_date(struct worker *w) {
+  time_t now = time(NULL);
+  if (now == w->date_sec)
+    return;
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  w->date_len = strftime(w->date_line, sizeof w->date_line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+  w->date_sec = now;
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+struct http_request *http_request_of(struct http_exchange *ex) { return &ex->req; }
+struct arena *http_arena(struct http_exchange *ex) { return ex->arena; }
+const struct http_limits *http_limits_of(struct http_exchange *ex) {
+  return &ex->conn->w->server->cfg.http;
+}
+
+const char *http_header_get(const struct http_request *req, const char *name, size_t *len) {
+  size_t n = strlen(name);
+  for (unsigned i = 0; i < req->n_headers; i++) {
+    const struct http_header *h = &req->headers[i];
+    if (h->name_len == n && strncasecmp(h->name, name, n) == 0) {
+      if (len)
+        *len = h->value_len;
+      return h->value;
+    }
+  }
+  return NULL;
+}
+
+static int hexval(char ch) {
+  if (ch >= '0' && ch <= '9')
+    return ch - '0';
+  if (ch >= 'a' && ch <= 'f')
+    return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F')
+    return ch - 'A' + 10;
+  return -1;
+}
+
+/* Percent-decodes s into the arena; NULL on bad escapes or a decoded NUL. */
+static const char *decode(struct arena *a, const char *s, size_t n, int plus_is_space) {
+  char *out = arena_alloc(a, n + 1), *o = out;
+  if (!out)
+    return NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '%') {
+      if (i + 2 >= n)
+        return NULL;
+      int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+      if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+        return NULL;
+      *o++ = (char)(hi << 4 | lo);
+      i += 2;
+    } else if (s[i] == '+' && plus_is_space) {
+      *o++ = ' ';
+    } else {
+      *o++ = s[i];
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
+const char *http_param_get(struct http_exchange *ex, const char *name) {
+  for (unsigned i = 0; i < ex->req.n_params; i++)
+    if (strcmp(ex->req.params[i].name, name) == 0)
+      return decode(ex->arena, ex->req.params[i].raw, ex->req.params[i].raw_len, 0);
+  return NULL;
+}
+
+const char *http_query_get(struct http_exchange *ex, const char *name) {
+  const char *q = ex->req.query, *end = q + ex->req.query_len;
+  size_t nlen = strlen(name);
+  while (q < end) {
+    const char *amp = memchr(q, '&', (size_t)(end - q));
+    const char *pair_end = amp ? amp : end;
+    const char *eq = memchr(q, '=', (size_t)(pair_end - q));
+    const char *key_end = eq ? eq : pair_end;
+    if ((size_t)(key_end - q) == nlen && memcmp(q, name, nlen) == 0) {
+      const char *v = eq ? eq + 1 : pair_end;
+      return decode(ex->arena, v, (size_t)(pair_end - v), 1);
+    }
+    q = pair_end + 1;
+  }
+  return NULL;
+}
+
+int http_add_header(struct http_exchange *ex, const char *name, const char *value) {
+  size_t nl = strlen(name), vl = strlen(value);
+  if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n") || nl == 0)
+    return -1;
+  struct strbuf_view *h = &ex->extra_headers;
+  size_t need = h->len + nl + vl + 4;
+  if (need > h->cap) {
+    size_t cap = h->cap ? h->cap * 2 : 256;
+    while (cap < need)
+      cap *= 2;
+    char *p = arena_grow(ex->arena, h->data, h->cap, cap);
+    if (!p)
+      return -1;
+    h->data = p;
+    h->cap = cap;
+  }
+  memcpy(h->data + h->len, name, nl);
+  h->len += nl;
+  memcpy(h->data + h->len, ": ", 2);
+  h->len += 2;
+  memcpy(h->data + h->len, value, vl);
+  h->len += vl;
+  memcpy(h->data + h->len, "\r\n", 2);
+  h->len += 2;
+  return 0;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static void on_write_done(uv_write_t *req, int status) {
+  struct conn *c = req->data;
+  free(c->wbuf);
+  c->wbuf = NULL;
+  if (status < 0 || c->state == CS_CLOSED) {
+    conn_close(c);
+    return;
+  }
+  conn_after_response(c);
+}
+
+static void write_out(struct conn *c, const char *data, size_t len) {
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  if (n == (int)len) {
+    conn_after_response(c);
+    return;
+  }
+  if (n < 0 && n != UV_EAGAIN) {
+    conn_close(c);
+    return;
+  }
+  if (n < 0)
+    n = 0;
+  size_t rest = len - (size_t)n;
+  c->wbuf = malloc(rest);
+  if (!c->wbuf) {
+    conn_close(c);
+    return;
+  }
+  memcpy(c->wbuf, data + n, rest);
+  c->state = CS_WRITING;
+  c->write_req.data = c;
+  b = uv_buf_init(c->wbuf, (unsigned)rest);
+  if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_write_done) != 0) {
+    free(c->wbuf);
+    c->wbuf = NULL;
+    conn_close(c);
+    return;
+  }
+  conn_list_append(&c->w->body, c, uv_now(&c->w->loop));
+}
+
+static void put_status_line(struct strbuf *sb, int status) {
+  char line[64] = "HTTP/1.1 ";
+  line[9] = (char)('0' + status / 100);
+  line[10] = (char)('0' + status / 10 % 10);
+  line[11] = (char)('0' + status % 10);
+  line[12] = ' ';
+  const char *r = reason_phrase(status);
+  size_t rl = strlen(r);
+  memcpy(line + 13, r, rl);
+  memcpy(line + 13 + rl, "\r\n", 2);
+  strbuf_append(sb, line, 15 + rl);
+}
+
+static void access_log(struct conn *c, uint64_t dur_ns) {
+  struct worker *w = c->w;
+  struct http_exchange *ex = &c->ex;
+  struct http_request *req = &ex->req;
+  struct strbuf *sb = &w->log;
+  log_line_begin(sb, LOG_INFO);
+  strbuf_puts(sb, ",\"event\":\"request\"");
+  if (req->request_id)
+    log_put_str(sb, "requestId", req->request_id, req->request_id_len);
+  if (req->trace.valid)
+    log_put_str(sb, "traceId", req->trace.trace_id, 32);
+  const char *method = req->method;
+  if (!method && c->parser.method < 64 && ex->start_ns && c->url)
+    method = llhttp_method_name((llhttp_method_t)c->parser.method);
+  log_put_str(sb, "method", method ? method : "-", method ? strlen(method) : 1);
+  if (req->path)
+    log_put_str(sb, "path", req->path, req->path_len);
+  else if (c->url)
+    log_put_str(sb, "path", c->url, c->url_len > 1024 ? 1024 : c->url_len);
+  else
+    log_put_str(sb, "path", "-", 1);
+  const char *route = ex->route.pattern && ex->metrics_route ? ex->route.pattern : "none";
+  log_put_str(sb, "route", route, strlen(route));
+  log_put_u64(sb, "status", (uint64_t)ex->status);
+  strbuf_printf(sb, ",\"durationMs\":%.3f", (double)dur_ns / 1e6);
+  log_put_u64(sb, "bytesIn", ex->bytes_in);
+  log_put_u64(sb, "bytesOut", ex->bytes_out);
+  log_put_str(sb, "remote", c->remote, strlen(c->remote));
+  log_line_end(sb);
+  if (sb->len > 32768)
+    log_flush(sb);
+}
+
+void http_respond(struct http_exchange *ex, int status, const char *content_type,
+                  const void *body, size_t len) {
+  struct conn *c = ex->conn;
+  struct worker *w = c->w;
+  if (ex->responded || c->state == CS_CLOSED)
+    return;
+  ex->responded = 1;
+  ex->status = status;
+  if (!ex->keep_alive || w->draining || c->peer_eof)
+    c->close_after = 1;
+
+  struct strbuf *sb = &w->out;
+  strbuf_clear(sb);
+  put_status_line(sb, status);
+  strbuf_append(sb, w->date_line, w->date_len);
+  int bodyless = status < 200 || status == 204 || status == 304;
+  if (content_type && !bodyless) {
+    strbuf_append(sb, "Content-Type: ", 14);
+    strbuf_puts(sb, content_type);
+    strbuf_append(sb, "\r\n", 2);
+  }
+  if (!bodyless) {
+    char num[24];
+    size_t nl = u64_to_dec(num, len);
+    strbuf_append(sb, "Content-Length: ", 16);
+    strbuf_append(sb, num, nl);
+    strbuf_append(sb, "\r\n", 2);
+  }
+  if (ex->req.request_id) {
+    strbuf_append(sb, "X-Request-Id: ", 14);
+    strbuf_append(sb, ex->req.request_id, ex->req.request_id_len);
+    strbuf_append(sb, "\r\n", 2);
+  }
+  if (c->close_after)
+    strbuf_append(sb, "Connection: close\r\n", 19);
+  else if (ex->req.version_minor == 0)
+    strbuf_append(sb, "Connection: keep-alive\r\n", 24);
+  if (ex->extra_headers.len)
+    strbuf_append(sb, ex->extra_headers.data, ex->extra_headers.len);
+  strbuf_append(sb, "\r\n", 2);
+  if (!ex->head && !bodyless && len)
+    strbuf_append(sb, body, len);
+  if (sb->failed) {
+    conn_close(c);
+    return;
+  }
+  ex->bytes_out = sb->len;
+
+  uint64_t dur = ex->start_ns ? uv_hrtime() - ex->start_ns : 0;
+  if (ex->in_flight) {
+    metrics_in_flight_add(w->shard, -1);
+    ex->in_flight = 0;
+  }
+  metrics_observe_request(w->shard, ex->metrics_route, ex->mmethod, status, dur);
+  if (log_enabled(LOG_INFO))
+    access_log(c, dur);
+  write_out(c, sb->data, sb->len);
+}
+
+static void put_error_body(struct strbuf *sb, int err, const char *message, const char *field,
+                           const char *request_id, size_t request_id_len) {
+  strbuf_puts(sb, "{\"error\":{\"code\":\"");
+  strbuf_puts(sb, strata_error_code(err));
+  strbuf_puts(sb, "\",\"message\":\"");
+  const char *m = message ? message : strata_error_message(err);
+  strbuf_put_json_string(sb, m, strlen(m));
+  strbuf_putc(sb, '"');
+  if (field) {
+    strbuf_puts(sb, ",\"field\":\"");
+    strbuf_put_json_string(sb, field, strlen(field));
+    strbuf_putc(sb, '"');
+  }
+  if (request_id) {
+    strbuf_puts(sb, ",\"requestId\":\"");
+    strbuf_append(sb, request_id, request_id_len);
+    strbuf_putc(sb, '"');
+  }
+  strbuf_puts(sb, "}}");
+}
+
+void http_respond_error(struct http_exchange *ex, int err, const char *message, const char *field) {
+  struct worker *w = ex->conn->w;
+  if (!ex->req.request_id) {
+    /* An error before the headers were read: make an id now. */
+    snprintf(ex->request_id_buf, sizeof ex->request_id_buf, "%s%llx", w->reqid_prefix,
+             (unsigned long long)++w->reqid_counter);
+    ex->req.request_id = ex->request_id_buf;
+    ex->req.request_id_len = strlen(ex->request_id_buf);
+  }
+  struct strbuf *body = &w->err_body;
+  strbuf_clear(body);
+  put_error_body(body, err, message, field, ex->req.request_id, ex->req.request_id_len);
+  if (body->failed) {
+    conn_close(ex->conn);
+    return;
+  }
+  http_respond(ex, strata_error_status(err), "application/json", body->data, body->len);
+}
+
+void response_send_raw_error(struct conn *c, int err, const char *message) {
+  c->state = CS_HANDLING;
+  c->close_after = 1;
+  c->ex.start_ns = uv_hrtime();
+  http_respond_error(&c->ex, err, message, NULL);
+}

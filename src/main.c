@@ -1,0 +1,44 @@
+/* strata: one binary, several roles. main() only picks the subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+void cli_usage(FILE *out) {
+  fprintf(out,
+          "strata %s: a scalable API platform\n"
+          "\n"
+          "usage:\n"
+          "  strata serve [--config FILE] [--listen HOST:PORT] [--workers N] [--data DIR]\n"
+          "               [--log-level debug|info|warn|error|off]\n"
+          "      run a service process (health, metrics and the configured domains)\n"
+          "  strata check FILE\n"
+          "      validate a config file and print every error with its line\n"
+          "  strata --help | --version\n"
+          "\n"
+          "Defaults: listen 127.0.0.1:8080, workers = number of CPUs, data ./var.\n"
+          "Config keys: docs/config.md.\n",
+          STRATA_VERSION);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    cli_usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+    cli_usage(stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+    printf("strata %s\n", STRATA_VERSION);
+    return 0;
+  }
+  if (strcmp(cmd, "serve") == 0)
+    return cli_serve(argc - 2, argv + 2);
+  if (strcmp(cmd, "check") == 0)
+    return cli_check(argc - 2, argv + 2);
+  fprintf(stderr, "strata: unknown command '%s' (see strata --help)\n", cmd);
+  return 2;
+}

@@ -1,0 +1,743 @@
+/* Unit tests for src/core/config.c and src/core/yaml_tree.c.
+ *
+ * Most tests write a YAML file with mkstemp(), load it through config_load()
+ * (the path `strata check` and `strata serve` take) and compare every error
+ * with its exact line and message: the messages are the user interface of
+ * the config, so a change to their wording should show up here. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/config.h"
+#include "core/yaml_tree.h"
+
+/* Writes text to a fresh temporary file, loads it over the defaults and
+ * removes the file. Returns config_load()'s result. */
+static int load_text(const char *text, struct strata_config *cfg, struct config_errors *errs) {
+  char path[] = "/tmp/strata-config-XXXXXX";
+  size_t len = strlen(text);
+  int fd, rc;
+
+  fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, text, len), (ssize_t)len);
+  assert_int_equal(close(fd), 0);
+  config_defaults(cfg);
+  rc = config_load(path, cfg, errs);
+  unlink(path);
+  return rc;
+}
+
+static void expect_error(const struct config_errors *errs, int i, int line, const char *message) {
+  assert_true(i < errs->count);
+  assert_int_equal(errs->items[i].line, line);
+  assert_string_equal(errs->items[i].message, message);
+}
+
+/* Loads text expecting exactly one error. */
+static void expect_only_error(const char *text, int line, const char *message) {
+  struct strata_config cfg;
+  struct config_errors errs;
+
+  assert_int_equal(load_text(text, &cfg, &errs), -1);
+  if (errs.count != 1) {
+    int i;
+    for (i = 0; i < errs.count && i < CONFIG_MAX_ERRORS; i++)
+      print_message("error %d: line %d: %s\n", i, errs.items[i].line, errs.items[i].message);
+  }
+  assert_int_equal(errs.count, 1);
+  expect_error(&errs, 0, line, message);
+}
+
+static void assert_defaults(const struct strata_config *cfg) {
+  assert_string_equal(cfg->listen_host, "127.0.0.1");
+  assert_int_equal(cfg->listen_port, 8080);
+  assert_int_equal(cfg->workers, 0);
+  assert_string_equal(cfg->data_dir, "./var");
+  assert_int_equal(cfg->log_level, LOG_INFO);
+  assert_int_equal(cfg->http.max_request_line, 8192);
+  assert_int_equal(cfg->http.max_header_bytes, 32768);
+  assert_int_equal(cfg->http.max_headers, 100);
+  assert_int_equal(cfg->http.max_body_bytes, 1048576);
+  assert_int_equal(cfg->http.header_timeout_ms, 10000);
+  assert_int_equal(cfg->http.body_timeout_ms, 30000);
+  assert_int_equal(cfg->http.idle_timeout_ms, 60000);
+  assert_int_equal(cfg->http.max_connections, 10000);
+  assert_int_equal(cfg->http.drain_timeout_ms, 10000);
+  assert_int_equal(cfg->http.max_json_depth, 32);
+}
+
+/* --- whole files -------------------------------------------------------- */
+
+static void test_defaults(void **state) {
+  struct strata_config cfg;
+
+  (void)state;
+  memset(&cfg, 0xa5, sizeof cfg);
+  config_defaults(&cfg);
+  assert_defaults(&cfg);
+}
+
+static void test_empty_inputs_keep_defaults(void **state) {
+  static const char *const empty[] = {
+    "", "\n\n", "# only a comment\n", "---\n", "~\n", "server:\nlog:\nhttp: ~\n",
+    "server: {}\nhttp: {}\n",
+  };
+  struct strata_config cfg;
+  struct config_errors errs;
+  size_t i;
+
+  (void)state;
+  for (i = 0; i < sizeof empty / sizeof empty[0]; i++) {
+    assert_int_equal(load_text(empty[i], &cfg, &errs), 0);
+    assert_int_equal(errs.count, 0);
+    assert_defaults(&cfg);
+  }
+}
+
+static void test_full_valid_file(void **state) {
+  struct strata_config cfg;
+  struct config_errors errs;
+
+  (void)state;
+  assert_int_equal(load_text("# every key, none at its default\n"
+                             "server:\n"
+                             "  listen: \"[::1]:9090\"\n"
+                             "  workers: 4\n"
+                             "  data: /srv/strata\n"
+                             "log:\n"
+                             "  level: debug\n"
+                             "http:\n"
+                             "  max_request_line: 4K\n"
+                             "  max_header_bytes: 64k\n"
+                             "  max_headers: 50\n"
+                             "  max_body: 2m\n"
+                             "  header_timeout: 500ms\n"
+                             "  body_timeout: 1m\n"
+                             "  idle_timeout: 1h\n"
+                             "  max_connections: 20000\n"
+                             "  drain_timeout: 0s\n"
+                             "  max_json_depth: 64\n",
+                             &cfg, &errs),
+                   0);
+  assert_int_equal(errs.count, 0);
+  assert_string_equal(cfg.listen_host, "::1");
+  assert_int_equal(cfg.listen_port, 9090);
+  assert_int_equal(cfg.workers, 4);
+  assert_string_equal(cfg.data_dir, "/srv/strata");
+  assert_int_equal(cfg.log_level, LOG_DEBUG);
+  assert_int_equal(cfg.http.max_request_line, 4096);
+  assert_int_equal(cfg.http.max_header_bytes, 65536);
+  assert_int_equal(cfg.http.max_headers, 50);
+  assert_int_equal(cfg.http.max_body_bytes, 2 * 1048576);
+  assert_int_equal(cfg.http.header_timeout_ms, 500);
+  assert_int_equal(cfg.http.body_timeout_ms, 60000);
+  assert_int_equal(cfg.http.idle_timeout_ms, 3600000);
+  assert_int_equal(cfg.http.max_connections, 20000);
+  assert_int_equal(cfg.http.drain_timeout_ms, 0);
+  assert_int_equal(cfg.http.max_json_depth, 64);
+}
+
+static void test_partial_file_overlays_defaults(void **state) {
+  struct strata_config cfg;
+  struct config_errors errs;
+
+  (void)state;
+  assert_int_equal(load_text("http:\n  max_body: 0\n", &cfg, &errs), 0);
+  assert_int_equal(cfg.http.max_body_bytes, 0);
+  cfg.http.max_body_bytes = 1048576;
+  assert_defaults(&cfg);
+}
+
+/* config/strata.yaml documents the defaults, so loading it changes nothing. */
+static void test_example_file_is_the_defaults(void **state) {
+  struct strata_config cfg;
+  struct config_errors errs;
+  FILE *f = fopen("config/strata.yaml", "r");
+
+  (void)state;
+  if (!f)
+    skip(); /* run from the repository root to include this check */
+  fclose(f);
+  config_defaults(&cfg);
+  assert_int_equal(config_load("config/strata.yaml", &cfg, &errs), 0);
+  assert_defaults(&cfg);
+}
+
+static void test_config_untouched_on_error(void **state) {
+  struct strata_config cfg, before;
+  struct config_errors errs;
+  char path[] = "/tmp/strata-config-XXXXXX";
+  static const char text[] = "server:\n  workers: 3\n  listen: nowhere\n";
+  int fd = mkstemp(path);
+
+  (void)state;
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+  close(fd);
+  config_defaults(&cfg);
+  before = cfg;
+  assert_int_equal(config_load(path, &cfg, &errs), -1);
+  unlink(path);
+  assert_memory_equal(&cfg, &before, sizeof cfg);
+}
+
+static void test_missing_file(void **state) {
+  struct strata_config cfg;
+  struct config_errors errs;
+
+  (void)state;
+  config_defaults(&cfg);
+  assert_int_equal(config_load("/nonexistent/strata.yaml", &cfg, &errs), -1);
+  assert_int_equal(errs.count, 1);
+  expect_error(&errs, 0, 0, "cannot open /nonexistent/strata.yaml: No such file or directory");
+}
+
+static void test_buffer_too_large(void **state) {
+  struct strata_config cfg;
+  struct config_errors errs;
+  size_t len = CONFIG_MAX_FILE_BYTES + 1;
+  char *big = malloc(len);
+
+  (void)state;
+  assert_non_null(big);
+  memset(big, '#', len);
+  config_defaults(&cfg);
+  assert_int_equal(config_load_buffer(big, len, "big.yaml", &cfg, &errs), -1);
+  assert_int_equal(errs.count, 1);
+  expect_error(&errs, 0, 0, "big.yaml is larger than 1048576 bytes");
+  /* Exactly at the limit is fine: a file of comments. */
+  big[len - 2] = '\n';
+  assert_int_equal(config_load_buffer(big, len - 1, "big.yaml", &cfg, &errs), 0);
+  free(big);
+}
+
+static void test_buffer_not_nul_terminated(void **state) {
+  struct strata_config cfg;
+  struct config_errors errs;
+  static const char text[] = "server:\n  workers: 12GARBAGE";
+
+  (void)state;
+  config_defaults(&cfg);
+  assert_int_equal(config_load_buffer(text, strlen("server:\n  workers: 12"), NULL, &cfg, &errs),
+                   0);
+  assert_int_equal(cfg.workers, 12);
+}
+
+/* --- each kind of error, with its line ----------------------------------- */
+
+static void test_syntax_error_line(void **state) {
+  (void)state;
+  expect_only_error("server:\n"
+                    "  workers: 2\n"
+                    "  listen: \"127.0.0.1:80\n"
+                    "log:\n",
+                    5,
+                    "YAML syntax error: found unexpected end of stream "
+                    "(while scanning a quoted scalar at line 3)");
+  expect_only_error("server:\n"
+                    "  workers: 2\n"
+                    " data: x\n",
+                    3,
+                    "YAML syntax error: did not find expected key "
+                    "(while parsing a block mapping at line 1)");
+  expect_only_error("a: b: c\n", 1,
+                    "YAML syntax error: mapping values are not allowed in this context");
+  expect_only_error("log:\n  level: \"\xff\"\n", 2, "YAML syntax error: invalid leading UTF-8 octet");
+}
+
+static void test_unquoted_ipv6_hint(void **state) {
+  (void)state;
+  expect_only_error("server:\n  listen: [::1]:8080\n", 2,
+                    "YAML syntax error: did not find expected node content (while parsing a "
+                    "flow node at line 2); put an IPv6 listen address in quotes: "
+                    "listen: \"[::1]:8080\"");
+}
+
+static void test_unknown_keys(void **state) {
+  (void)state;
+  expect_only_error("server:\n  lisen: 127.0.0.1:80\n", 2,
+                    "unknown key server.lisen; did you mean server.listen?");
+  expect_only_error("http:\n  max_bdy: 1k\n", 2,
+                    "unknown key http.max_bdy; did you mean http.max_body?");
+  expect_only_error("\nsrever:\n  workers: 1\n", 2, "unknown key srever; did you mean server?");
+  expect_only_error("server:\n  level: warn\n", 2,
+                    "unknown key server.level; did you mean log.level?");
+  expect_only_error("max_body: 1k\n", 1, "unknown key max_body; did you mean http.max_body?");
+  expect_only_error("server:\n  port: 80\n", 2,
+                    "unknown key server.port (expected one of listen, workers, data)");
+  expect_only_error("gateway: {}\n", 1,
+                    "unknown key gateway (expected a section: server, log, http)");
+  expect_only_error("log:\n  \"\\x01\": 1\n", 2,
+                    "unknown key log.\\x01 (expected one of level)");
+}
+
+static void test_duplicate_keys(void **state) {
+  (void)state;
+  expect_only_error("server:\n"
+                    "  listen: 127.0.0.1:80\n"
+                    "  workers: 2\n"
+                    "  listen: 127.0.0.1:81\n",
+                    4, "duplicate key server.listen (first at line 2)");
+  expect_only_error("log: {level: info}\nlog:\n  level: debug\n", 2,
+                    "duplicate key log (first at line 1)");
+}
+
+static void test_wrong_node_kinds(void **state) {
+  (void)state;
+  expect_only_error("http:\n  max_body:\n    - 1k\n", 2,
+                    "http.max_body must be a single value, not a list");
+  expect_only_error("server:\n  listen: {host: x}\n", 2,
+                    "server.listen must be a single value, not a mapping");
+  expect_only_error("server: 8080\n", 1, "server must be a mapping of keys, not a value");
+  expect_only_error("log:\n  - level\n", 1, "log must be a mapping of keys, not a list");
+  expect_only_error("- server\n", 1,
+                    "the file must be a mapping of sections (server, log, http), not a list");
+  expect_only_error("just text\n", 1,
+                    "the file must be a mapping of sections (server, log, http), not a value");
+  expect_only_error("server:\n  [a]: 1\n", 2, "server: keys must be single values, not a list");
+}
+
+static void test_missing_values(void **state) {
+  (void)state;
+  /* libyaml places an empty value on the next token's line; the error must
+   * point at the key. */
+  expect_only_error("server:\n  data:\n  workers: 1\n", 2, "server.data has no value");
+  expect_only_error("log:\n  level: ~\n", 2, "log.level has no value");
+  expect_only_error("server:\n  data: \"\"\n", 2, "server.data must not be empty");
+}
+
+static void test_value_errors(void **state) {
+  (void)state;
+  expect_only_error("\n\n\n\n\n\nhttp:\n  max_body: 12q\n", 8,
+                    "http.max_body: \"12q\" is not a size (use a number with an optional k, m "
+                    "or g suffix)");
+  expect_only_error("http:\n  header_timeout: 10\n", 2,
+                    "http.header_timeout: \"10\" has no unit (add ms, s, m or h, e.g. 10s)");
+  expect_only_error("http:\n  body_timeout: 1.5s\n", 2,
+                    "http.body_timeout: \"1.5s\" is not a duration (use a whole number with a "
+                    "unit ms, s, m or h, e.g. 10s)");
+  expect_only_error("server:\n  workers: -1\n", 2,
+                    "server.workers: \"-1\" is not a plain number (use digits only, e.g. 100)");
+  expect_only_error("log:\n  level: loud\n", 2,
+                    "log.level: \"loud\" is not a log level (use debug, info, warn, error or "
+                    "off)");
+  expect_only_error("server:\n  listen: 127.0.0.1:0\n", 2,
+                    "server.listen: \"127.0.0.1:0\" has a port outside 1 .. 65535");
+  expect_only_error("server:\n  listen: \"a\\0b\"\n", 2, "server.listen contains a NUL byte");
+}
+
+static void test_range_errors(void **state) {
+  (void)state;
+  expect_only_error("http:\n  max_body: 2g\n", 2,
+                    "http.max_body: \"2g\" is out of range (0 .. 1g)");
+  expect_only_error("http:\n  max_body: 99999999999999999999g\n", 2,
+                    "http.max_body: \"99999999999999999999g\" is out of range (0 .. 1g)");
+  expect_only_error("http:\n  max_request_line: 255\n", 2,
+                    "http.max_request_line: \"255\" is out of range (256 .. 1m)");
+  expect_only_error("http:\n  max_header_bytes: 1025k\n", 2,
+                    "http.max_header_bytes: \"1025k\" is out of range (1k .. 1m)");
+  expect_only_error("http:\n  header_timeout: 99ms\n", 2,
+                    "http.header_timeout: \"99ms\" is out of range (100ms .. 1h)");
+  expect_only_error("http:\n  drain_timeout: 61m\n", 2,
+                    "http.drain_timeout: \"61m\" is out of range (0s .. 1h)");
+  expect_only_error("http:\n  max_headers: 0\n", 2,
+                    "http.max_headers: \"0\" is out of range (1 .. 10000)");
+  expect_only_error("http:\n  max_connections: 1000001\n", 2,
+                    "http.max_connections: \"1000001\" is out of range (1 .. 1000000)");
+  expect_only_error("http:\n  max_json_depth: 1001\n", 2,
+                    "http.max_json_depth: \"1001\" is out of range (1 .. 1000)");
+  expect_only_error("server:\n  workers: 257\n", 2,
+                    "server.workers: \"257\" is out of range (0 .. 256)");
+}
+
+static void test_string_limits(void **state) {
+  char text[1200];
+  struct strata_config cfg;
+  struct config_errors errs;
+
+  (void)state;
+  /* 1023 bytes fit data_dir[1024]; 1024 do not. */
+  snprintf(text, sizeof text, "server:\n  data: %01023d\n", 0);
+  assert_int_equal(load_text(text, &cfg, &errs), 0);
+  assert_int_equal(strlen(cfg.data_dir), 1023);
+  snprintf(text, sizeof text, "server:\n  data: %01024d\n", 0);
+  expect_only_error(text, 2, "server.data is longer than 1023 bytes");
+}
+
+static void test_multiple_errors_together(void **state) {
+  struct strata_config cfg;
+  struct config_errors errs;
+
+  (void)state;
+  assert_int_equal(load_text("server:\n"                     /* 1 */
+                             "  listen: localhost\n"         /* 2 */
+                             "  workers: many\n"             /* 3 */
+                             "  data: ./var\n"               /* 4 */
+                             "log:\n"                        /* 5 */
+                             "  level: info\n"               /* 6 */
+                             "  level: debug\n"              /* 7 */
+                             "http:\n"                       /* 8 */
+                             "  max_body: 1.5m\n"            /* 9 */
+                             "  header_timeout: 10\n"        /* 10 */
+                             "  max_headers: 0x10\n"         /* 11 */
+                             "  idle_timout: 5s\n",          /* 12 */
+                             &cfg, &errs),
+                   -1);
+  assert_int_equal(errs.count, 7);
+  expect_error(&errs, 0, 2,
+               "server.listen: \"localhost\" has no port (expected HOST:PORT)");
+  expect_error(&errs, 1, 3,
+               "server.workers: \"many\" is not a plain number (use digits only, e.g. 100)");
+  expect_error(&errs, 2, 7, "duplicate key log.level (first at line 6)");
+  expect_error(&errs, 3, 9,
+               "http.max_body: \"1.5m\" is not a size (use a number with an optional k, m or g "
+               "suffix)");
+  expect_error(&errs, 4, 10, "http.header_timeout: \"10\" has no unit (add ms, s, m or h, e.g. 10s)");
+  expect_error(&errs, 5, 11,
+               "http.max_headers: \"0x10\" is not a plain number (use digits only, e.g. 100)");
+  expect_error(&errs, 6, 12, "unknown key http.idle_timout; did you mean http.idle_timeout?");
+}
+
+static void test_more_errors_than_slots(void **state) {
+  char text[8192];
+  size_t used = 0;
+  struct strata_config cfg;
+  struct config_errors errs;
+  int i;
+
+  (void)state;
+  used += (size_t)snprintf(text + used, sizeof text - used, "http:\n");
+  for (i = 0; i < 100; i++)
+    used += (size_t)snprintf(text + used, sizeof text - used, "  bogus%d: 1\n", i);
+  assert_int_equal(load_text(text, &cfg, &errs), -1);
+  assert_int_equal(errs.count, 100);
+  assert_int_equal(errs.items[0].line, 2);
+  assert_int_equal(errs.items[CONFIG_MAX_ERRORS - 1].line, CONFIG_MAX_ERRORS + 1);
+}
+
+static void test_yaml_features_refused(void **state) {
+  (void)state;
+  expect_only_error("server:\n  workers: &n 2\nhttp:\n  max_headers: *n\n", 4,
+                    "aliases (*n) are not supported; write the value out instead");
+  expect_only_error("server: {}\n---\nlog: {}\n", 2,
+                    "only one YAML document is allowed; a second one starts here");
+}
+
+static void test_nesting_limit(void **state) {
+  char text[300];
+  int i;
+
+  (void)state;
+  for (i = 0; i < 100; i++)
+    text[i] = '[';
+  text[i] = '\0';
+  expect_only_error(text, 1, "values are nested more than 64 levels deep");
+}
+
+/* --- value parsers ------------------------------------------------------ */
+
+static void test_parse_size(void **state) {
+  static const struct { const char *text; uint64_t want; } good[] = {
+    { "0", 0 }, { "512", 512 }, { "8k", 8192 }, { "8K", 8192 }, { "1m", 1048576 },
+    { "1G", 1073741824 }, { "007", 7 }, { "17179869183g", 17179869183ULL << 30 },
+    { "18446744073709551615", UINT64_MAX },
+  };
+  static const char *const bad[] = {
+    "", "-1", "+1", "0x10", "1.5m", "1e3", " 1k", "1k ", "1kb", "1 k", "k", "1kk", "12q",
+  };
+  static const char *const huge[] = {
+    "18446744073709551616", "99999999999999999999g", "17179869184g", "18014398509481984k",
+  };
+  char why[128];
+  uint64_t v;
+  size_t i;
+
+  (void)state;
+  for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+    assert_int_equal(config_parse_size(good[i].text, &v, why, sizeof why), 0);
+    assert_true(v == good[i].want);
+  }
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    v = 42;
+    assert_int_equal(config_parse_size(bad[i], &v, why, sizeof why), -1);
+    assert_string_equal(why, "is not a size (use a number with an optional k, m or g suffix)");
+    assert_int_equal(v, 42);
+  }
+  for (i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+    assert_int_equal(config_parse_size(huge[i], &v, why, sizeof why), -2);
+    assert_string_equal(why, "is too large");
+  }
+  assert_int_equal(config_parse_size(NULL, &v, NULL, 0), -1);
+}
+
+static void test_parse_duration(void **state) {
+  static const struct { const char *text; uint64_t want; } good[] = {
+    { "0ms", 0 }, { "0s", 0 }, { "100ms", 100 }, { "10s", 10000 }, { "2m", 120000 },
+    { "1h", 3600000 },
+  };
+  static const char *const bad[] = {
+    "", "s", "-1s", "1.5s", "10S", "10sec", "1 s", "10 ms", "0x10s", "1d", "10s ", "5us",
+  };
+  char why[128];
+  uint64_t v;
+  size_t i;
+
+  (void)state;
+  for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+    assert_int_equal(config_parse_duration_ms(good[i].text, &v, why, sizeof why), 0);
+    assert_true(v == good[i].want);
+  }
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(config_parse_duration_ms(bad[i], &v, why, sizeof why), -1);
+    assert_string_equal(why, "is not a duration (use a whole number with a unit ms, s, m or h, "
+                             "e.g. 10s)");
+  }
+  assert_int_equal(config_parse_duration_ms("10", &v, why, sizeof why), -1);
+  assert_string_equal(why, "has no unit (add ms, s, m or h, e.g. 10s)");
+  assert_int_equal(config_parse_duration_ms("99999999999999999999s", &v, why, sizeof why), -2);
+  assert_string_equal(why, "is too large");
+  assert_int_equal(config_parse_duration_ms("5124095576030432h", &v, why, sizeof why), -2);
+}
+
+static void test_parse_count(void **state) {
+  char why[128];
+  uint64_t v;
+
+  (void)state;
+  assert_int_equal(config_parse_count("0", &v, why, sizeof why), 0);
+  assert_true(v == 0);
+  assert_int_equal(config_parse_count("100", &v, why, sizeof why), 0);
+  assert_true(v == 100);
+  assert_int_equal(config_parse_count("1k", &v, why, sizeof why), -1);
+  assert_int_equal(config_parse_count("-1", &v, why, sizeof why), -1);
+  assert_int_equal(config_parse_count("1.0", &v, why, sizeof why), -1);
+  assert_int_equal(config_parse_count("", &v, why, sizeof why), -1);
+  assert_string_equal(why, "is not a plain number (use digits only, e.g. 100)");
+  assert_int_equal(config_parse_count("99999999999999999999", &v, why, sizeof why), -2);
+}
+
+static void test_parse_listen(void **state) {
+  static const struct { const char *text, *host; uint16_t port; } good[] = {
+    { "127.0.0.1:8080", "127.0.0.1", 8080 }, { "0.0.0.0:1", "0.0.0.0", 1 },
+    { "[::1]:80", "::1", 80 }, { "[::]:65535", "::", 65535 },
+    { ":8080", "0.0.0.0", 8080 }, { "localhost:3000", "localhost", 3000 },
+    { "[2001:db8::1]:443", "2001:db8::1", 443 },
+  };
+  static const struct { const char *text, *why; } bad[] = {
+    { "", "is empty (expected HOST:PORT)" },
+    { "8080", "has no port (expected HOST:PORT)" },
+    { "127.0.0.1", "has no port (expected HOST:PORT)" },
+    { "127.0.0.1:", "has no port (expected HOST:PORT)" },
+    { "127.0.0.1:0", "has a port outside 1 .. 65535" },
+    { "127.0.0.1:65536", "has a port outside 1 .. 65535" },
+    { ":99999999999999999999", "has a port outside 1 .. 65535" },
+    { "127.0.0.1:-1", "has a port that is not a number" },
+    { "127.0.0.1:+80", "has a port that is not a number" },
+    { "127.0.0.1:80x", "has a port that is not a number" },
+    { "127.0.0.1:http", "has a port that is not a number" },
+    { "::1:80", "has an IPv6 address without brackets (write it as [::1]:8080)" },
+    { "[::1]", "has no port (expected [IPv6]:PORT)" },
+    { "[::1]80", "has no port (expected [IPv6]:PORT)" },
+    { "[::1:80", "has no closing ] (expected [IPv6]:PORT)" },
+    { "[]:80", "has an invalid IPv6 address between [ and ]" },
+    { "[127.0.0.1]:80", "has an invalid IPv6 address between [ and ]" },
+    { "[fe80::1%eth0]:80", "has an invalid IPv6 address between [ and ]" },
+    { "example.com:80", "has a host that is not an IP address or localhost" },
+    { "256.0.0.1:80", "has a host that is not an IP address or localhost" },
+    { "127.1:80", "has a host that is not an IP address or localhost" },
+    { " 127.0.0.1:80", "has a host that is not an IP address or localhost" },
+  };
+  char host[64], why[128];
+  uint16_t port;
+  size_t i;
+
+  (void)state;
+  for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+    assert_int_equal(config_parse_listen(good[i].text, host, sizeof host, &port, why, sizeof why),
+                     0);
+    assert_string_equal(host, good[i].host);
+    assert_int_equal(port, good[i].port);
+  }
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    strcpy(host, "unchanged");
+    port = 7;
+    assert_int_equal(config_parse_listen(bad[i].text, host, sizeof host, &port, why, sizeof why),
+                     -1);
+    assert_string_equal(why, bad[i].why);
+    assert_string_equal(host, "unchanged");
+    assert_int_equal(port, 7);
+  }
+  /* The host must fit the caller's buffer. */
+  assert_int_equal(config_parse_listen("127.0.0.1:80", host, 9, &port, why, sizeof why), -1);
+  assert_string_equal(why, "has a host longer than 8 bytes");
+  assert_int_equal(config_parse_listen("127.0.0.1:80", host, 10, &port, NULL, 0), 0);
+}
+
+static void test_log_levels(void **state) {
+  enum log_level level = LOG_OFF;
+
+  (void)state;
+  assert_int_equal(config_parse_log_level("debug", &level), 0);
+  assert_int_equal(level, LOG_DEBUG);
+  assert_int_equal(config_parse_log_level("WARN", &level), 0);
+  assert_int_equal(level, LOG_WARN);
+  assert_int_equal(config_parse_log_level("off", &level), 0);
+  assert_int_equal(level, LOG_OFF);
+  assert_int_equal(config_parse_log_level("warning", &level), -1);
+  assert_int_equal(config_parse_log_level("", &level), -1);
+  assert_int_equal(config_parse_log_level(NULL, &level), -1);
+  assert_int_equal(level, LOG_OFF);
+  assert_string_equal(config_log_level_name(LOG_DEBUG), "debug");
+  assert_string_equal(config_log_level_name(LOG_INFO), "info");
+  assert_string_equal(config_log_level_name(LOG_WARN), "warn");
+  assert_string_equal(config_log_level_name(LOG_ERROR), "error");
+  assert_string_equal(config_log_level_name(LOG_OFF), "off");
+  assert_string_equal(config_log_level_name((enum log_level)99), "unknown");
+}
+
+/* --- the tree on its own ------------------------------------------------ */
+
+struct collected {
+  int count;
+  int line[8];
+  char message[8][320];
+};
+
+static void on_error(void *ctx, int line, const char *message) {
+  struct collected *c = ctx;
+
+  if (c->count < 8) {
+    c->line[c->count] = line;
+    snprintf(c->message[c->count], sizeof c->message[0], "%s", message);
+  }
+  c->count++;
+}
+
+static void test_tree_shape_and_lines(void **state) {
+  static const char text[] = "routes:\n"           /* 1 */
+                             "  - path: /a\n"      /* 2 */
+                             "    upstream: x\n"   /* 3 */
+                             "  - path: '~'\n"     /* 4 */
+                             "    path: /dup\n"    /* 5 */
+                             "empty:\n"            /* 6 */
+                             "flow: [1, {k: v}]\n"; /* 7 */
+  struct collected c = { 0 };
+  struct ynode *root = NULL;
+  const struct ynode *routes, *r1, *flow;
+
+  (void)state;
+  assert_int_equal(ytree_parse(text, sizeof text - 1, &root, on_error, &c), YTREE_EINVALID);
+  assert_int_equal(c.count, 1);
+  assert_int_equal(c.line[0], 5);
+  assert_string_equal(c.message[0], "duplicate key routes[1].path (first at line 4)");
+  assert_non_null(root);
+  assert_int_equal(root->kind, YNODE_MAPPING);
+  assert_int_equal(root->count, 3);
+
+  routes = ytree_get(root, "routes");
+  assert_non_null(routes);
+  assert_int_equal(routes->kind, YNODE_SEQUENCE);
+  assert_int_equal(routes->count, 2);
+  assert_int_equal(routes->items[0]->line, 2);
+  assert_string_equal(ytree_get(routes->items[0], "upstream")->text, "x");
+  assert_int_equal(ytree_get(routes->items[0], "upstream")->line, 3);
+  r1 = routes->items[1];
+  assert_int_equal(r1->count, 1); /* the duplicate was left out */
+  assert_string_equal(ytree_get(r1, "path")->text, "~");
+  assert_false(ytree_is_null(ytree_get(r1, "path"))); /* quoted, so text */
+
+  assert_true(ytree_is_null(ytree_get(root, "empty")));
+  assert_int_equal(ytree_get(root, "empty")->line, 6);
+  assert_null(ytree_get(root, "missing"));
+  assert_null(ytree_get(routes, "path")); /* not a mapping */
+  assert_true(ytree_is_null(NULL));
+
+  flow = ytree_get(root, "flow");
+  assert_int_equal(flow->kind, YNODE_SEQUENCE);
+  assert_int_equal(flow->count, 2);
+  assert_string_equal(ytree_get(flow->items[1], "k")->text, "v");
+  assert_int_equal(flow->items[1]->line, 7);
+  ytree_free(root);
+  ytree_free(NULL);
+}
+
+static void test_tree_fatal_and_empty(void **state) {
+  struct collected c = { 0 };
+  struct ynode *root = (struct ynode *)&c;
+
+  (void)state;
+  assert_int_equal(ytree_parse("a: [1,\n", 7, &root, on_error, &c), YTREE_EFATAL);
+  assert_null(root);
+  assert_int_equal(c.count, 1);
+  c.count = 0;
+  assert_int_equal(ytree_parse("# nothing\n", 10, &root, on_error, &c), YTREE_OK);
+  assert_null(root);
+  assert_int_equal(c.count, 0);
+  /* Problems inside a left-out value are still found, and nothing leaks. */
+  assert_int_equal(ytree_parse("a: 1\na: {b: 1, b: 2}\n", 21, &root, NULL, NULL),
+                   YTREE_EINVALID);
+  assert_int_equal(root->count, 1);
+  ytree_free(root);
+  assert_int_equal(ytree_parse("a: 1\na: {b: 1, b: 2}\n", 21, &root, on_error, &c),
+                   YTREE_EINVALID);
+  assert_int_equal(c.count, 2);
+  assert_string_equal(c.message[0], "duplicate key a (first at line 1)");
+  assert_string_equal(c.message[1], "duplicate key a.b (first at line 2)");
+  ytree_free(root);
+}
+
+static void test_tree_printable(void **state) {
+  char buf[12];
+
+  (void)state;
+  assert_string_equal(ytree_printable("ab\"c", 4, buf, sizeof buf), "ab\\\"c");
+  assert_string_equal(ytree_printable("\x01\xff", 2, buf, sizeof buf), "\\x01\\xff");
+  assert_string_equal(ytree_printable("abcdefghijk", 11, buf, sizeof buf), "abcdefghijk");
+  assert_string_equal(ytree_printable("abcdefghijkl", 12, buf, sizeof buf), "abcdefgh...");
+  assert_string_equal(ytree_printable("abc", 3, buf, 3), "");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_defaults),
+    cmocka_unit_test(test_empty_inputs_keep_defaults),
+    cmocka_unit_test(test_full_valid_file),
+    cmocka_unit_test(test_partial_file_overlays_defaults),
+    cmocka_unit_test(test_example_file_is_the_defaults),
+    cmocka_unit_test(test_config_untouched_on_error),
+    cmocka_unit_test(test_missing_file),
+    cmocka_unit_test(test_buffer_too_large),
+    cmocka_unit_test(test_buffer_not_nul_terminated),
+    cmocka_unit_test(test_syntax_error_line),
+    cmocka_unit_test(test_unquoted_ipv6_hint),
+    cmocka_unit_test(test_unknown_keys),
+    cmocka_unit_test(test_duplicate_keys),
+    cmocka_unit_test(test_wrong_node_kinds),
+    cmocka_unit_test(test_missing_values),
+    cmocka_unit_test(test_value_errors),
+    cmocka_unit_test(test_range_errors),
+    cmocka_unit_test(test_string_limits),
+    cmocka_unit_test(test_multiple_errors_together),
+    cmocka_unit_test(test_more_errors_than_slots),
+    cmocka_unit_test(test_yaml_features_refused),
+    cmocka_unit_test(test_nesting_limit),
+    cmocka_unit_test(test_parse_size),
+    cmocka_unit_test(test_parse_duration),
+    cmocka_unit_test(test_parse_count),
+    cmocka_unit_test(test_parse_listen),
+    cmocka_unit_test(test_log_levels),
+    cmocka_unit_test(test_tree_shape_and_lines),
+    cmocka_unit_test(test_tree_fatal_and_empty),
+    cmocka_unit_test(test_tree_printable),
+  };
+
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
