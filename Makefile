@@ -15,7 +15,7 @@ LLHTTP_INC := /usr/share/include/llhttp
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wno-format-nonliteral -Wvla -Wpointer-arith
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Isrc -I$(LLHTTP_INC) \
+CFLAGS  += -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -pthread $(WARN) -Isrc -I$(LLHTTP_INC) \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
 ifeq ($(SAN),1)
@@ -52,11 +52,12 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 # llhttp comes from Debian's node-llhttp sources, built with their own flags:
-# they are not ours to hold to -Werror.
+# they are not ours to hold to -Werror. Strict mode makes llhttp refuse what
+# RFC 9112 says to refuse (a chunk not followed by CRLF, stray spaces).
 $(LLHTTP): $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
 	@mkdir -p $(BUILD)/llhttp
 	for f in api http llhttp; do \
-	  $(CC) -O2 -g -fPIC $(filter -fsanitize%,$(CFLAGS)) -I$(LLHTTP_INC) -c -o $(BUILD)/llhttp/$$f.o $(LLHTTP_SRC)/$$f.c || exit 1; done
+	  $(CC) -O2 -g -fPIC -DLLHTTP_STRICT_MODE=1 $(filter -fsanitize%,$(CFLAGS)) -I$(LLHTTP_INC) -c -o $(BUILD)/llhttp/$$f.o $(LLHTTP_SRC)/$$f.c || exit 1; done
 	ar rcs $@ $(BUILD)/llhttp/*.o
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(LLHTTP)

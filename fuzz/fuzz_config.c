@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   config_defaults(&cfg);
   before = cfg;
-  rc = config_load_buffer((const char *)data, size, "fuzz.yaml", &cfg, &errs);
+  rc = config_load_buffer((const char *)data, size, &cfg, &errs);
 
   if ((rc == 0) != (errs.count == 0))
     abort();

@@ -642,15 +642,15 @@ static void hint_unquoted_ipv6(struct config_errors *errs, const char *data, siz
            "; put an IPv6 listen address in quotes: listen: \"[::1]:8080\"");
 }
 
-int config_load_buffer(const char *data, size_t len, const char *name,
-                       struct strata_config *cfg, struct config_errors *errs) {
+int config_load_buffer(const char *data, size_t len, struct strata_config *cfg,
+                       struct config_errors *errs) {
   struct binder b = { .errs = errs, .root = root_keys };
   struct strata_config work = *cfg;
   struct ynode *root = NULL;
 
   errs->count = 0;
   if (len > CONFIG_MAX_FILE_BYTES) {
-    add_error(errs, 0, "%s is larger than %d bytes", name ? name : "the configuration",
+    add_error(errs, 0, "the file is larger than %d bytes (1m), the limit for a configuration",
               CONFIG_MAX_FILE_BYTES);
     goto out;
   }
@@ -691,21 +691,21 @@ int config_load(const char *path, struct strata_config *cfg, struct config_error
   errs->count = 0;
   f = fopen(path, "rb");
   if (!f) {
-    add_error(errs, 0, "cannot open %s: %s", path, strerror(errno));
+    add_error(errs, 0, "cannot open the file: %s", strerror(errno));
     goto fail;
   }
   /* One byte more than allowed, to tell "exactly the limit" from "over". */
   buf = malloc(CONFIG_MAX_FILE_BYTES + 1);
   if (!buf) {
-    add_error(errs, 0, "out of memory reading %s", path);
+    add_error(errs, 0, "out of memory reading the file");
     goto fail;
   }
   len = fread(buf, 1, CONFIG_MAX_FILE_BYTES + 1, f);
   if (ferror(f)) {
-    add_error(errs, 0, "cannot read %s: %s", path, strerror(errno));
+    add_error(errs, 0, "cannot read the file: %s", strerror(errno));
     goto fail;
   }
-  rc = config_load_buffer(buf, len, path, cfg, errs);
+  rc = config_load_buffer(buf, len, cfg, errs);
 
 fail:
   free(buf);

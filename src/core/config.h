@@ -73,11 +73,11 @@ int config_load(const char *path, struct strata_config *cfg,
 #define CONFIG_MAX_FILE_BYTES (1024 * 1024)
 
 /* The same as config_load() for YAML already in memory: data[0 .. len),
- * which need not be NUL-terminated. name (the file name, or NULL) is only
- * used in messages about the input as a whole. config_load() reads the file
- * and calls this; the fuzz target calls it directly. */
-int config_load_buffer(const char *data, size_t len, const char *name,
-                       struct strata_config *cfg, struct config_errors *errs);
+ * which need not be NUL-terminated. config_load() reads the file and calls
+ * this; the fuzz target calls it directly. Messages never name the file:
+ * callers print them as FILE:LINE: message. */
+int config_load_buffer(const char *data, size_t len, struct strata_config *cfg,
+                       struct config_errors *errs);
 
 /* Parsers shared by the file loader and the command line. Each returns 0 and
  * stores the value, or -1 and writes a reason into why (why_len bytes).

@@ -372,6 +372,14 @@ static int on_header_field_complete(llhttp_t *p) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   struct conn *c = CONN(p);
+  if (n == 0)
+    return 0;
+  /* llhttp (8.x) accepts obs-fold, RFC 9112 §5.2 says reject it. A folded
+   * value reaches us as a second span of the same value; a value merely cut
+   * by the end of a read continues exactly at the start of the next one. */
+  if (c->value_spans++ && (!c->value_cut_at_end || at != c->feed_start))
+    return fail(c, STRATA_EBAD_REQUEST, "Obsolete line folding in a header value.");
+  c->value_cut_at_end = at + n == c->feed_end;
   if (count_head(c, n))
     return -1;
   return append(c, &c->value, &c->value_len, at, n);
@@ -381,12 +389,36 @@ static int is_name(const struct http_header *h, const char *name, size_t len) {
   return h->name_len == len && strncasecmp(h->name, name, len) == 0;
 }
 
+/* llhttp refuses a Transfer-Encoding whose last coding is not chunked (400).
+ * We decode no other coding, so "gzip, chunked" gets 501 as RFC 9112 §6.1
+ * asks. */
+static int check_transfer_encoding(struct conn *c, const char *v, size_t n) {
+  c->ex.te_seen = 1;
+  const char *end = v + n;
+  while (v < end) {
+    const char *comma = memchr(v, ',', (size_t)(end - v));
+    const char *item_end = comma ? comma : end;
+    const char *a = v, *b = item_end;
+    while (a < b && (*a == ' ' || *a == '\t'))
+      a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+      b--;
+    if (!(b - a == 7 && strncasecmp(a, "chunked", 7) == 0))
+      c->ex.te_unsupported = 1;
+    v = item_end + 1;
+  }
+  return 0;
+}
+
 static int on_header_value_complete(llhttp_t *p) {
   struct conn *c = CONN(p);
   struct http_exchange *ex = &c->ex;
   struct http_request *req = &ex->req;
   const char *v = c->value ? c->value : "";
   size_t vlen = c->value_len;
+  c->value_spans = 0;
+  if (c->field_len == 0)
+    return fail(c, STRATA_EBAD_REQUEST, "Empty header name.");
   /* llhttp hands over a folded line (obs-fold) with its CR LF inside the
    * value, and lets a bare CR or a NUL through in some states: RFC 9112
    * says reject, and we do. */
@@ -435,6 +467,10 @@ static int on_header_value_complete(llhttp_t *p) {
     if (is_name(h, "traceparent", 11))
       trace_parse(v, vlen, &req->trace);
     break;
+  case 17:
+    if (is_name(h, "transfer-encoding", 17))
+      return check_transfer_encoding(c, v, vlen);
+    break;
   case 12:
     if (is_name(h, "x-request-id", 12) && !req->request_id && request_id_valid(v, vlen)) {
       req->request_id = v;
@@ -457,6 +493,12 @@ static int on_headers_complete(llhttp_t *p) {
     return fail(c, STRATA_EBAD_REQUEST, "Missing Host header.");
   if (ex->host_count > 1)
     return fail(c, STRATA_EBAD_REQUEST, "More than one Host header.");
+  if (ex->te_seen && p->http_minor == 0)
+    return fail(c, STRATA_EBAD_REQUEST, "Transfer-Encoding is not allowed in HTTP/1.0.");
+  if (ex->te_seen && !(p->flags & F_CHUNKED))
+    return fail(c, STRATA_EBAD_REQUEST, "The last transfer coding must be chunked.");
+  if (ex->te_unsupported)
+    return fail(c, STRATA_ENOT_IMPLEMENTED, "Only the chunked transfer coding is supported.");
   ex->keep_alive = llhttp_should_keep_alive(p);
   ex->head = p->method == HTTP_HEAD;
   int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
@@ -631,7 +673,7 @@ static int parse_error_status(struct conn *c, llhttp_errno_t e, const char **mes
   *message = llhttp_get_error_reason(&c->parser);
   switch (e) {
   case HPE_INVALID_VERSION:
-    return c->parser.http_major > 1 ? STRATA_EVERSION_NOT_SUPPORTED : STRATA_EBAD_REQUEST;
+    return STRATA_EVERSION_NOT_SUPPORTED;
   default:
     return STRATA_EBAD_REQUEST;
   }
@@ -644,6 +686,8 @@ static void feed(struct conn *c, const char *data, size_t len) {
       stop_reading(c);
       return;
     }
+    c->feed_start = data;
+    c->feed_end = data + len;
     llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
     if (e == HPE_OK) {
       c->ex.bytes_in += len;

@@ -53,6 +53,8 @@ struct http_exchange {
   int head;                /* HEAD: send headers only */
   int expect_continue;
   int host_count;
+  int te_seen;             /* a Transfer-Encoding header arrived */
+  int te_unsupported;      /* ... naming a coding other than chunked */
   int keep_alive;          /* llhttp's verdict at headers-complete */
   int metrics_route;
   enum metrics_method mmethod;
@@ -79,6 +81,9 @@ struct conn {
   size_t field_len;
   char *value;               /* header value being received */
   size_t value_len;
+  int value_spans;           /* on_header_value calls for this value */
+  int value_cut_at_end;      /* the last one ended where the input did */
+  const char *feed_start, *feed_end; /* bytes llhttp is running over */
   char *body;
   size_t body_len, body_cap;
   char *url;
