@@ -41,28 +41,32 @@ deps:
 
 $(BIN): $(BUILD)/src/main.o $(LIB) $(LLHTTP)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo '  LD      $@'
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(LIB): $(OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	@echo '  CC      $<'
+	@$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 # llhttp comes from Debian's node-llhttp sources, built with their own flags:
 # they are not ours to hold to -Werror. Strict mode makes llhttp refuse what
 # RFC 9112 says to refuse (a chunk not followed by CRLF, stray spaces).
 $(LLHTTP): $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
 	@mkdir -p $(BUILD)/llhttp
-	for f in api http llhttp; do \
+	@echo '  CC      llhttp (from $(LLHTTP_SRC))'
+	@for f in api http llhttp; do \
 	  $(CC) -O2 -g -fPIC -DLLHTTP_STRICT_MODE=1 $(filter -fsanitize%,$(CFLAGS)) -I$(LLHTTP_INC) -c -o $(BUILD)/llhttp/$$f.o $(LLHTTP_SRC)/$$f.c || exit 1; done
-	ar rcs $@ $(BUILD)/llhttp/*.o
+	@ar rcs $@ $(BUILD)/llhttp/*.o
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(LLHTTP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -o $@ $< $(LIB) $(LLHTTP) $(LDLIBS) $(shell pkg-config --libs cmocka)
+	@echo '  TEST    $@'
+	@$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -o $@ $< $(LIB) $(LLHTTP) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 unit: $(UNIT_BIN)
 

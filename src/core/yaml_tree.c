@@ -234,6 +234,7 @@ static int attach(struct builder *b, struct ynode *node, char *segment,
   key = f->pending_key;
   f->pending_key = NULL;
   if (key->kind != YNODE_SCALAR) {
+    snprintf(segment, seg_size, "?");
     report(b, key->line, "%s%skeys must be single values, not %s",
            b->path, b->path[0] ? ": " : "", ytree_kind_name(key->kind));
     ytree_free(key);

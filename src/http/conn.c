@@ -213,24 +213,9 @@ static void format_remote(struct conn *c) {
 
 static void init_settings(void);
 
-void conn_accept(struct worker *w) {
-  uv_once(&settings_once, init_settings);
-  struct conn *c = calloc(1, sizeof *c);
-  if (!c)
-    return;
-  if (uv_tcp_init(&w->loop, &c->tcp) != 0) {
-    free(c);
-    return;
-  }
-  c->w = w;
-  w->n_conns++;
-  __atomic_add_fetch(&metrics_server.connections_total, 1, __ATOMIC_RELAXED);
-  uint64_t open = __atomic_add_fetch(&metrics_server.connections_open, 1, __ATOMIC_RELAXED);
-  if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
-    c->state = CS_IDLE;
-    conn_close(c);
-    return;
-  }
+/* Sets up a connection whose handle is already connected; shared by
+ * accept and conn_open_fd. */
+static void conn_start(struct worker *w, struct conn *c, uint64_t open) {
   uv_tcp_nodelay(&c->tcp, 1);
   format_remote(c);
   llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
@@ -248,6 +233,47 @@ void conn_accept(struct worker *w) {
   /* A fresh connection gets the header timeout for its first request. */
   conn_list_append(&w->head, c, uv_now(&w->loop));
   start_reading(c);
+}
+
+static struct conn *conn_new(struct worker *w, uint64_t *open) {
+  uv_once(&settings_once, init_settings);
+  struct conn *c = calloc(1, sizeof *c);
+  if (!c)
+    return NULL;
+  if (uv_tcp_init(&w->loop, &c->tcp) != 0) {
+    free(c);
+    return NULL;
+  }
+  c->w = w;
+  w->n_conns++;
+  __atomic_add_fetch(&metrics_server.connections_total, 1, __ATOMIC_RELAXED);
+  *open = __atomic_add_fetch(&metrics_server.connections_open, 1, __ATOMIC_RELAXED);
+  return c;
+}
+
+void conn_accept(struct worker *w) {
+  uint64_t open;
+  struct conn *c = conn_new(w, &open);
+  if (!c)
+    return;
+  if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c);
+    return;
+  }
+  conn_start(w, c, open);
+}
+
+int conn_open_fd(struct worker *w, int fd) {
+  uint64_t open;
+  struct conn *c = conn_new(w, &open);
+  if (!c)
+    return -1;
+  if (uv_tcp_open(&c->tcp, fd) != 0) {
+    conn_close(c);
+    return -1;
+  }
+  conn_start(w, c, open);
+  return 0;
 }
 
 /* ---- reading ------------------------------------------------------------ */

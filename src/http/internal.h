@@ -143,11 +143,20 @@ struct http_server {
 
 /* conn.c */
 void conn_accept(struct worker *w);
+/* Serves fd (a connected stream socket, owned from now on) on w as if it had
+ * been accepted: the seam the fuzz target and tests drive connections by. */
+int conn_open_fd(struct worker *w, int fd);
 void conn_close(struct conn *c);
 void conn_sweep(struct worker *w, uint64_t now);
 void conn_list_remove(struct conn *c);
 void conn_list_append(struct conn_list *l, struct conn *c, uint64_t now);
 void conn_after_response(struct conn *c);
+
+/* server.c: a server without listeners and one worker set up on the calling
+ * thread's side (not started), for the fuzz target and unit tests. */
+struct http_server *http_server_new_unbound(const struct strata_config *cfg,
+                                            const struct router *router);
+int worker_init(struct http_server *s, unsigned i);
 
 /* server.c: closes the worker's own handles once draining left no connection */
 void worker_maybe_finish(struct worker *w);

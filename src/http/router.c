@@ -123,12 +123,15 @@ static int match_route(const struct route *rt, const char *path, size_t path_len
   unsigned n_params = 0;
   if (path_len == 0 || path[0] != '/')
     return 0;
+  m->n_params = 0;
   if (rt->n_segs == 0)
     return path_len == 1;
   for (unsigned i = 0; i < rt->n_segs; i++) {
     const struct segment *s = &rt->segs[i];
-    if (s->kind == SEG_REST)
+    if (s->kind == SEG_REST) {
+      m->n_params = n_params;
       return 1;
+    }
     if (p > end)
       return 0; /* path ran out of segments */
     const char *slash = memchr(p, '/', (size_t)(end - p));

@@ -118,6 +118,23 @@ fail:
   return NULL;
 }
 
+struct http_server *http_server_new_unbound(const struct strata_config *cfg,
+                                            const struct router *router) {
+  struct http_server *s = calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  s->cfg = *cfg;
+  s->router = router;
+  s->n_workers = 1;
+  s->workers = calloc(1, sizeof *s->workers);
+  if (!s->workers || metrics_init(1) != 0) {
+    http_server_free(s);
+    return NULL;
+  }
+  s->workers[0].listen_fd = -1;
+  return s;
+}
+
 void http_server_free(struct http_server *s) {
   if (!s)
     return;
@@ -228,7 +245,7 @@ static void worker_main(void *arg) {
   pthread_mutex_unlock(&wake_lock);
 }
 
-static int worker_init(struct http_server *s, unsigned i) {
+int worker_init(struct http_server *s, unsigned i) {
   struct worker *w = &s->workers[i];
   w->server = s;
   w->index = i;

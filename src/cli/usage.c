@@ -1,0 +1,21 @@
+/* The help text of the strata binary. */
+#include <stdio.h>
+
+#include "cli/cli.h"
+
+void cli_usage(FILE *out) {
+  fprintf(out,
+          "strata %s: a scalable API platform\n"
+          "\n"
+          "usage:\n"
+          "  strata serve [--config FILE] [--listen HOST:PORT] [--workers N] [--data DIR]\n"
+          "               [--log-level debug|info|warn|error|off]\n"
+          "      run a service process (health, metrics and the configured domains)\n"
+          "  strata check FILE\n"
+          "      validate a config file and print every error with its line\n"
+          "  strata --help | --version\n"
+          "\n"
+          "Defaults: listen 127.0.0.1:8080, workers = number of CPUs, data ./var.\n"
+          "Config keys: docs/config.md.\n",
+          STRATA_VERSION);
+}
