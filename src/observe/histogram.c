@@ -44,9 +44,10 @@ double histogram_quantile(const struct histogram *h, double q) {
   return (double)histogram_bucket_upper(HIST_BUCKETS - 1);
 }
 
-/* Seconds from microseconds, written without trailing noise. */
-static void put_seconds(struct strbuf *sb, uint64_t us) {
-  strbuf_printf(sb, "%.6f", (double)us / 1e6);
+/* Seconds from nanoseconds, exact (integer arithmetic), no trailing zeros. */
+static void put_seconds(struct strbuf *sb, uint64_t ns) {
+  strbuf_printf(sb, "%llu.%09llu", (unsigned long long)(ns / 1000000000u),
+                (unsigned long long)(ns % 1000000000u));
   /* trim trailing zeros but keep one digit after the point */
   while (sb->len > 2 && sb->data[sb->len - 1] == '0' && sb->data[sb->len - 2] != '.')
     sb->len--;
@@ -54,7 +55,7 @@ static void put_seconds(struct strbuf *sb, uint64_t us) {
 }
 
 static void bucket_line(struct strbuf *sb, const char *name, const char *labels,
-                        uint64_t le_us, uint64_t cumulative) {
+                        uint64_t le_ns, uint64_t cumulative) {
   strbuf_puts(sb, name);
   strbuf_puts(sb, "_bucket{");
   if (*labels) {
@@ -62,7 +63,7 @@ static void bucket_line(struct strbuf *sb, const char *name, const char *labels,
     strbuf_putc(sb, ',');
   }
   strbuf_puts(sb, "le=\"");
-  put_seconds(sb, le_us);
+  put_seconds(sb, le_ns);
   strbuf_puts(sb, "\"} ");
   strbuf_put_u64(sb, cumulative);
   strbuf_putc(sb, '\n');

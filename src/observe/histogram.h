@@ -1,6 +1,6 @@
 /* Log-linear latency histogram (HdrHistogram-style buckets).
  *
- * Values are microseconds. Below 16 µs each bucket is 1 µs wide; above, each
+ * Values are nanoseconds. Below 16 ns each bucket is 1 ns wide; above, each
  * power of two is split into 16 equal buckets, so a bucket is at most 1/16
  * (6.25%) of its lower bound wide. Any quantile read from the buckets with
  * Prometheus' linear interpolation therefore lands within 6.25% of the true
@@ -16,7 +16,7 @@
 
 #define HIST_SUB_BITS 4
 #define HIST_SUB (1u << HIST_SUB_BITS)
-#define HIST_MAX_EXP 36 /* 2^36 µs ≈ 19 h: larger values land in the last bucket */
+#define HIST_MAX_EXP 45 /* 2^45 ns ≈ 9.8 h: larger values land in the last bucket */
 #define HIST_BUCKETS ((HIST_MAX_EXP - HIST_SUB_BITS + 2) * HIST_SUB)
 
 struct histogram {
@@ -25,26 +25,26 @@ struct histogram {
   uint64_t buckets[HIST_BUCKETS];
 };
 
-/* Bucket index of a value in microseconds. */
-static inline unsigned histogram_bucket(uint64_t us) {
-  if (us < HIST_SUB)
-    return (unsigned)us;
-  unsigned e = 63u - (unsigned)__builtin_clzll(us);
+/* Bucket index of a value in nanoseconds. */
+static inline unsigned histogram_bucket(uint64_t ns) {
+  if (ns < HIST_SUB)
+    return (unsigned)ns;
+  unsigned e = 63u - (unsigned)__builtin_clzll(ns);
   if (e > HIST_MAX_EXP)
     return HIST_BUCKETS - 1;
-  unsigned sub = (unsigned)(us >> (e - HIST_SUB_BITS)) & (HIST_SUB - 1);
+  unsigned sub = (unsigned)(ns >> (e - HIST_SUB_BITS)) & (HIST_SUB - 1);
   return (e - HIST_SUB_BITS + 1) * HIST_SUB + sub;
 }
 
 /* Records one observation of ns nanoseconds. Single writer. */
 static inline void histogram_record(struct histogram *h, uint64_t ns) {
-  unsigned b = histogram_bucket(ns / 1000);
+  unsigned b = histogram_bucket(ns);
   __atomic_store_n(&h->buckets[b], h->buckets[b] + 1, __ATOMIC_RELAXED);
   __atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELAXED);
   __atomic_store_n(&h->sum_ns, h->sum_ns + ns, __ATOMIC_RELAXED);
 }
 
-/* Lower and upper bounds (µs) of bucket b: it holds values v with
+/* Lower and upper bounds (ns) of bucket b: it holds values v with
  * lower <= v < upper. */
 uint64_t histogram_bucket_lower(unsigned b);
 uint64_t histogram_bucket_upper(unsigned b);
@@ -52,7 +52,7 @@ uint64_t histogram_bucket_upper(unsigned b);
 /* Adds src into dst (both may be read concurrently with their writer). */
 void histogram_merge(struct histogram *dst, const struct histogram *src);
 
-/* The q-quantile (0 < q < 1) in microseconds, estimated the way Prometheus'
+/* The q-quantile (0 < q < 1) in nanoseconds, estimated the way Prometheus'
  * histogram_quantile() does: linear interpolation inside the bucket. */
 double histogram_quantile(const struct histogram *h, double q);
 
