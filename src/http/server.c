@@ -47,7 +47,7 @@ int http_server_draining(const struct http_server *s) {
 /* Opens one listening socket on the address with SO_REUSEPORT. *port may be
  * 0 (the kernel picks; the chosen port is written back so the other workers
  * bind the same one). Returns the fd or -1 with errno set. */
-static int open_listener(const char *host, uint16_t *port) {
+static int open_listener(const char *host, uint16_t *port, int reuseport) {
   struct addrinfo hints = {0}, *res = NULL;
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -64,7 +64,7 @@ static int open_listener(const char *host, uint16_t *port) {
     goto fail;
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+  if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
     goto fail;
   if (bind(fd, res->ai_addr, res->ai_addrlen) != 0)
     goto fail;
@@ -100,8 +100,21 @@ struct http_server *http_server_new(const struct strata_config *cfg, const struc
     goto fail;
   for (unsigned i = 0; i < s->n_workers; i++)
     s->workers[i].listen_fd = -1;
+  /* SO_REUSEPORT would let us share a port another strata already serves,
+   * splitting its traffic without a word. A plain bind first makes "address
+   * in use" an error, as with nginx or HAProxy. */
+  if (cfg->listen_port != 0) {
+    uint16_t port = cfg->listen_port;
+    int probe = open_listener(cfg->listen_host, &port, 0);
+    if (probe < 0) {
+      log_event(LOG_ERROR, "listen_failed", NULL, "cannot listen on %s:%u: %s", cfg->listen_host,
+                (unsigned)cfg->listen_port, strerror(errno));
+      goto fail;
+    }
+    close(probe);
+  }
   for (unsigned i = 0; i < s->n_workers; i++) {
-    int fd = open_listener(cfg->listen_host, &s->cfg.listen_port);
+    int fd = open_listener(cfg->listen_host, &s->cfg.listen_port, 1);
     if (fd < 0) {
       log_event(LOG_ERROR, "listen_failed", NULL, "cannot listen on %s:%u: %s", cfg->listen_host,
                 (unsigned)cfg->listen_port, strerror(errno));
