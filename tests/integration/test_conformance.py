@@ -196,7 +196,7 @@ class Client:
 @dataclass
 class Case:
     name: str
-    request: bytes
+    request: object  # bytes, or a list of bytes sent as separate writes 50 ms apart
     status: int
     close: bool
     headers: Dict[str, str] = field(default_factory=dict)  # exact (case-insensitive name)
@@ -391,6 +391,17 @@ DEFAULT_CASES = [
     Case("missing_host_http11", get(host=False), 400, True),
     Case("duplicate_host", get("/health/live", "Host: y"), 400, True),
     Case("duplicate_host_same_value", get("/health/live", "Host: x"), 400, True),
+    # --- header section split across reads (TCP segments) ---------------------
+    Case("split_fold_after_empty_value", [get()[:-2] + b"X-A:\r\n", b" b\r\n\r\n"], 400, True),
+    Case("split_fold_after_empty_value_ws", [get()[:-2] + b"X-A:\r\n ", b" b\r\n\r\n"], 400, True),
+    Case("split_fold_at_crlf", [get()[:-2] + b"X-A: a\r\n", b" b\r\n\r\n"], 400, True),
+    Case("split_fold_before_crlf", [get()[:-2] + b"X-A: a", b"\r\n\tb\r\n\r\n"], 400, True),
+    Case("split_value_in_the_middle", [get()[:-2] + b"X-Request-Id: ab", b"cd\r\n\r\n"], 200, False,
+         check=check_request_id("abcd")),
+    Case("split_after_colon", [get()[:-2] + b"X-Request-Id:", b" abcd\r\n\r\n"], 200, False,
+         check=check_request_id("abcd")),
+    Case("split_inside_crlf", [get()[:-2] + b"X-A: a\r", b"\nX-Request-Id: s1\r\n\r\n"], 200, False,
+         check=check_request_id("s1")),
     # --- request line errors ------------------------------------------------
     Case("version_http20_505", get(version="HTTP/2.0"), 505, True),
     Case("version_http12_505", get(version="HTTP/1.2"), 505, True,
@@ -518,8 +529,12 @@ class ConformanceBase(unittest.TestCase):
     def run_case(self, case):
         c = self.client()
         try:
+            pieces = case.request if isinstance(case.request, list) else [case.request]
             try:
-                c.send(case.request)
+                for i, piece in enumerate(pieces):
+                    if i:
+                        time.sleep(0.05)  # separate reads on the server side
+                    c.send(piece)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the server may answer and close before reading all of it
             interim, r = c.read_final(head=case.head)
