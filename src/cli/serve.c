@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli/cli.h"
 #include "core/config.h"
@@ -93,6 +94,13 @@ int cli_serve(int argc, char **argv) {
     }
   }
   log_set_level(cfg.log_level);
+  /* Every connection is a descriptor: take the hard limit, as nginx's
+   * worker_rlimit_nofile would, so max_connections is not capped at 1024. */
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
 
   int rc = 1;
   struct http_server *server = NULL;
