@@ -9,7 +9,7 @@ set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/rel}
 export STRATA_BIN=${STRATA_BIN:-$PWD/bin/strata}
-passed=0 failed=0
+passed=0 failed=0 skipped=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
@@ -37,12 +37,14 @@ for s in "${suites[@]}"; do
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p'); p=${p:-0}
   f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p'); f=${f:-0}
+  k=$(echo "$line" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p'); k=${k:-0}
+  skipped=$((skipped + k))
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
   if [ "$f" -ne 0 ]; then cat "$log.err"; fi
-  printf 'integration %-33s %3d passed, %d failed\n' "$(basename "$s")" "$p" "$f"
+  printf 'integration %-33s %3d passed, %d failed, %d skipped\n' "$(basename "$s")" "$p" "$f" "$k"
   add "$p" "$f"
   rm -f "$log.err"
 done
 
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -396,10 +396,24 @@ static int on_header_field_complete(llhttp_t *p) {
   return count_head(c, 4); /* ": " and CRLF */
 }
 
+/* True when the whitespace just before a value's first byte follows an LF:
+ * the value began on a continuation line ("Host:\r\n x"), which llhttp
+ * delivers as an ordinary first span. */
+static int folded_before(const struct conn *c, const char *at) {
+  const char *q = at;
+  while (q > c->feed_start && (q[-1] == ' ' || q[-1] == '\t'))
+    q--;
+  if (q > c->feed_start)
+    return q[-1] == '\n';
+  return c->tail_lf_ws;
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   struct conn *c = CONN(p);
   if (n == 0)
     return 0;
+  if (c->value_spans == 0 && folded_before(c, at))
+    return fail(c, STRATA_EBAD_REQUEST, "Obsolete line folding in a header value.");
   /* llhttp (8.x) accepts obs-fold, RFC 9112 §5.2 says reject it. A folded
    * value reaches us as a second span of the same value; a value merely cut
    * by the end of a read continues exactly at the start of the next one. */
@@ -699,6 +713,10 @@ static int parse_error_status(struct conn *c, llhttp_errno_t e, const char **mes
   *message = llhttp_get_error_reason(&c->parser);
   switch (e) {
   case HPE_INVALID_VERSION:
+    /* llhttp also says this for "Expected CRLF after version": then the
+     * version read is fine and it is the request line that is malformed. */
+    if (c->parser.http_major == 1 && c->parser.http_minor <= 1)
+      return STRATA_EBAD_REQUEST;
     return STRATA_EVERSION_NOT_SUPPORTED;
   default:
     return STRATA_EBAD_REQUEST;
@@ -717,6 +735,11 @@ static void feed(struct conn *c, const char *data, size_t len) {
     llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
     if (e == HPE_OK) {
       c->ex.bytes_in += len;
+      const char *q = data + len;
+      while (q > data && (q[-1] == ' ' || q[-1] == '\t'))
+        q--;
+      if (q > data)
+        c->tail_lf_ws = q[-1] == '\n';
       return;
     }
     if (e == HPE_PAUSED) {

@@ -84,6 +84,7 @@ struct conn {
   int value_spans;           /* on_header_value calls for this value */
   int value_cut_at_end;      /* the last one ended where the input did */
   const char *feed_start, *feed_end; /* bytes llhttp is running over */
+  int tail_lf_ws;            /* the last read ended in LF then only SP/HTAB */
   char *body;
   size_t body_len, body_cap;
   char *url;

@@ -203,6 +203,9 @@ class Case:
     interim: List[int] = field(default_factory=list)
     head: bool = False  # response to a HEAD: no body whatever Content-Length says
     check: Optional[Callable] = None  # check(testcase, response)
+    # A known limitation, not a pass: the test still runs and is reported as
+    # an expected failure; if it starts passing, unittest reports that too.
+    known_limitation: str = ""
     note: str = ""
 
 
@@ -293,7 +296,9 @@ DEFAULT_CASES = [
                                            body=chunked(("5;name=value;flag", b"hello"),
                                                         ("3;a=b;c=d", b"abc"))), 405, False,
          note="RFC 9112 7.1.1: chunk-ext = *( BWS \";\" BWS chunk-ext-name [ BWS \"=\" BWS "
-              "chunk-ext-val ] ); a recipient MUST ignore unrecognized extensions"),
+              "chunk-ext-val ] ); a recipient MUST ignore unrecognized extensions",
+         known_limitation="llhttp 8.1.0 (Debian 12) rejects a second extension on one chunk "
+                          "line; fixed in later llhttp (nodejs/llhttp#248)"),
     Case("chunk_extension_quoted", post("Transfer-Encoding: chunked",
                                         body=chunked(('5;name="a b"', b"hello"))), 405, False),
     Case("chunk_trailers", post("Transfer-Encoding: chunked",
@@ -472,8 +477,14 @@ class ConformanceBase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        if cls.server:
-            cls.server.stop()
+        if not cls.server:
+            return
+        rc = cls.server.stop()
+        err = cls.server.stderr()
+        # reported as an error of the class if the server died badly or a
+        # sanitizer (STRATA_BIN=build/san/strata) complained
+        if rc != 0 or "AddressSanitizer" in err or "runtime error:" in err:
+            raise AssertionError(f"strata exited {rc}; stderr: {err[-3000:]}")
 
     # -- helpers --
     def client(self, timeout=IO_TIMEOUT):
@@ -570,6 +581,8 @@ def add_cases(cls, cases):
 
         def test(self, case=case):
             self.run_case(case)
+        if case.known_limitation:
+            test = unittest.expectedFailure(test)
         test.__name__ = f"test_{i:03d}_{case.name}"
         test.__doc__ = None
         setattr(cls, test.__name__, test)

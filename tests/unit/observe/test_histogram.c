@@ -1,4 +1,4 @@
-/* Unit tests for src/observe/histogram.c.
+/* Unit tests for src/observe/histogram.c. Values are nanoseconds.
  *
  * The foundation asks for latency quantiles within 10% of the truth. The
  * histogram promises 6.25% (a bucket is at most 1/16 of its lower bound
@@ -11,6 +11,7 @@
  * to Prometheus. */
 #include <math.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,6 +29,26 @@
 #define N_SAMPLES 100000
 #define MAX_REL_ERROR 0.065
 #define TOP_EXCLUSIVE ((uint64_t)1 << (HIST_MAX_EXP + 1)) /* first value past the last bucket */
+
+/* Runs fn() in a child process; returns 1 when it exited with status 0.
+ * cmocka's signal handlers are dropped first so that a crash ends the child
+ * instead of resuming the test run inside it. */
+static int in_child(int (*fn)(void)) {
+  static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS, SIGABRT};
+  int st = 0;
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+      signal(sigs[i], SIG_DFL);
+    _exit(fn() == 0 ? 0 : 1);
+  }
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  if (WIFSIGNALED(st))
+    print_message("child killed by signal %d\n", WTERMSIG(st));
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
 
 /* ---- deterministic random numbers ------------------------------------ */
 
@@ -89,13 +110,13 @@ static int cmp_u64(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Exact q-quantile in µs: the ceil(q*n)-th smallest sample (nearest rank),
+/* Exact q-quantile in ns: the ceil(q*n)-th smallest sample (nearest rank),
  * the sample whose bucket histogram_quantile() interpolates in. */
 static double exact_quantile(const uint64_t *sorted_ns, size_t n, double q) {
   size_t k = (size_t)ceil(q * (double)n);
   if (k < 1)
     k = 1;
-  return (double)sorted_ns[k - 1] / 1000.0;
+  return (double)sorted_ns[k - 1];
 }
 
 /* Fills h (zeroed first) with N_SAMPLES from d and returns the sorted
@@ -127,7 +148,7 @@ static void test_bucket_bounds_contiguous(void **state) {
       fail_msg("bucket %u ends at %llu but bucket %u starts at %llu", b, (unsigned long long)hi,
                b + 1, (unsigned long long)histogram_bucket_lower(b + 1));
     /* The accuracy promise: no bucket wider than 1/16 of its lower bound
-     * once past the 1 µs buckets. */
+     * once past the 1 ns buckets. */
     if (lo >= HIST_SUB && (hi - lo) * HIST_SUB > lo)
       fail_msg("bucket %u: [%llu, %llu) is wider than 1/16 of its start", b,
                (unsigned long long)lo, (unsigned long long)hi);
@@ -149,7 +170,7 @@ static void expect_in_bucket(uint64_t v) {
 
 static void test_every_value_in_its_bucket(void **state) {
   (void)state;
-  for (uint64_t v = 0; v < 200000; v++)
+  for (uint64_t v = 0; v < 300000; v++)
     expect_in_bucket(v);
   for (unsigned e = 1; e <= HIST_MAX_EXP; e++) {
     uint64_t p = (uint64_t)1 << e;
@@ -191,21 +212,22 @@ static void test_record_and_merge(void **state) {
   (void)state;
   memset(&a, 0, sizeof a);
   memset(&b, 0, sizeof b);
-  histogram_record(&a, 999);     /* 0 µs: below a microsecond */
-  histogram_record(&a, 1000);    /* 1 µs */
-  histogram_record(&a, 1500000); /* 1500 µs */
-  histogram_record(&b, 1500999); /* the same microsecond bucket */
+  histogram_record(&a, 0);
+  histogram_record(&a, 5);       /* 1 ns buckets below 16 */
+  histogram_record(&a, 1500000); /* [1441792, 1507328) = 22..23 << 16 */
+  histogram_record(&b, 1500999); /* the same bucket */
   histogram_record(&b, 2000000000);
   assert_int_equal(a.count, 3);
-  assert_int_equal(a.sum_ns, 999 + 1000 + 1500000);
+  assert_int_equal(a.sum_ns, 5 + 1500000);
   assert_int_equal(a.buckets[0], 1);
-  assert_int_equal(a.buckets[1], 1);
-  assert_int_equal(a.buckets[histogram_bucket(1500)], 1);
+  assert_int_equal(a.buckets[5], 1);
+  assert_int_equal(histogram_bucket(1500000), histogram_bucket(1500999));
+  assert_int_equal(a.buckets[histogram_bucket(1500000)], 1);
   histogram_merge(&a, &b);
   assert_int_equal(a.count, 5);
-  assert_int_equal(a.sum_ns, 999 + 1000 + 1500000 + 1500999 + 2000000000ull);
-  assert_int_equal(a.buckets[histogram_bucket(1500)], 2);
-  assert_int_equal(a.buckets[histogram_bucket(2000000)], 1);
+  assert_int_equal(a.sum_ns, 5 + 1500000 + 1500999 + 2000000000ull);
+  assert_int_equal(a.buckets[histogram_bucket(1500000)], 2);
+  assert_int_equal(a.buckets[histogram_bucket(2000000000)], 1);
   uint64_t total = 0;
   for (unsigned i = 0; i < HIST_BUCKETS; i++)
     total += a.buckets[i];
@@ -221,7 +243,7 @@ static void test_quantile_simple_cases(void **state) {
   assert_true(histogram_quantile(&h, 0.5) == 0.0); /* empty */
   /* One value: every quantile is inside its bucket. */
   histogram_record(&h, 5000000); /* 5 ms */
-  unsigned b = histogram_bucket(5000);
+  unsigned b = histogram_bucket(5000000);
   for (unsigned i = 0; i < sizeof quantiles / sizeof quantiles[0]; i++) {
     double v = histogram_quantile(&h, quantiles[i]);
     assert_true(v >= (double)histogram_bucket_lower(b));
@@ -238,10 +260,10 @@ static void test_quantile_simple_cases(void **state) {
     assert_true(v >= prev);
     prev = v;
   }
-  /* 1 µs buckets below 16 µs: exact to the microsecond. */
+  /* 1 ns buckets below 16 ns: exact to the nanosecond. */
   memset(&h, 0, sizeof h);
-  for (uint64_t us = 0; us < 10; us++)
-    histogram_record(&h, us * 1000 + 500);
+  for (uint64_t ns = 0; ns < 10; ns++)
+    histogram_record(&h, ns);
   double p50 = histogram_quantile(&h, 0.5);
   assert_true(p50 >= 4.0 && p50 <= 5.0);
 }
@@ -259,7 +281,7 @@ static void test_quantile_accuracy(void **state) {
       double est = histogram_quantile(&h, q);
       double err = fabs(est - exact) / exact;
       print_message("  %-20s p%-5g exact %10.1f us  histogram %10.1f us  error %5.2f%%\n",
-                    distributions[d].name, q * 100, exact, est, err * 100);
+                    distributions[d].name, q * 100, exact / 1e3, est / 1e3, err * 100);
       if (err > MAX_REL_ERROR) {
         print_message("    ^ more than %.1f%% off\n", MAX_REL_ERROR * 100);
         failed = 1;
@@ -302,7 +324,7 @@ static void parse_exposition(const char *text, const char *name, const char *lab
   for (const char *line = text; *line;) {
     const char *nl = strchr(line, '\n');
     assert_non_null(nl); /* every line ends with a newline */
-    char *end;
+    char *end = NULL;
     if (strncmp(line, prefix, strlen(prefix)) == 0) {
       const char *v = line + strlen(prefix);
       struct bucket_line *b = &e->lines[e->n++];
@@ -348,15 +370,15 @@ static void check_exposition(const struct exposition *e, const struct histogram 
   assert_int_equal(e->count, h->count);
   double sum_s = (double)h->sum_ns / 1e9;
   assert_true(fabs(e->sum - sum_s) <= 1e-9 * (sum_s > 1 ? sum_s : 1));
-  /* Bucket edges are whole microseconds, written exactly. */
+  /* Bucket edges are whole nanoseconds, written exactly. */
   for (unsigned i = 0; i + 1 < e->n; i++) {
-    double us = e->lines[i].le_s * 1e6;
-    assert_true(fabs(us - round(us)) < 1e-6);
+    double ns = e->lines[i].le_s * 1e9;
+    assert_true(fabs(ns - round(ns)) < 1e-6 * (ns > 1 ? ns : 1));
   }
 }
 
 /* Prometheus' histogram_quantile() (promql/quantile.go, bucketQuantile) over
- * parsed (le, cumulative count) pairs. Returns µs. */
+ * parsed (le, cumulative count) pairs. Returns ns. */
 static double prom_quantile(const struct exposition *e, double q) {
   const struct bucket_line *b = e->lines;
   unsigned n = e->n;
@@ -370,16 +392,16 @@ static double prom_quantile(const struct exposition *e, double q) {
   while (i < n - 1 && (double)b[i].count < rank)
     i++;
   if (i == n - 1)
-    return b[n - 2].le_s * 1e6;
+    return b[n - 2].le_s * 1e9;
   if (i == 0 && b[0].le_s <= 0)
-    return b[0].le_s * 1e6;
+    return b[0].le_s * 1e9;
   double start = 0, end = b[i].le_s, count = (double)b[i].count;
   if (i > 0) {
     start = b[i - 1].le_s;
     count -= (double)b[i - 1].count;
     rank -= (double)b[i - 1].count;
   }
-  return (start + (end - start) * (rank / count)) * 1e6;
+  return (start + (end - start) * (rank / count)) * 1e9;
 }
 
 static void test_prometheus_round_trip(void **state) {
@@ -404,9 +426,9 @@ static void test_prometheus_round_trip(void **state) {
         continue;
       int lo_found = histogram_bucket_lower(b) == 0, hi_found = 0;
       for (unsigned i = 0; i < e.n; i++) {
-        uint64_t us = (uint64_t)llround(e.lines[i].le_s * 1e6);
-        lo_found |= us == histogram_bucket_lower(b);
-        hi_found |= us == histogram_bucket_upper(b);
+        uint64_t edge = (uint64_t)llround(e.lines[i].le_s * 1e9);
+        lo_found |= edge == histogram_bucket_lower(b);
+        hi_found |= edge == histogram_bucket_upper(b);
       }
       if (!lo_found || !hi_found)
         fail_msg("%s: bucket %u's edges missing from the exposition", distributions[d].name, b);
@@ -417,10 +439,11 @@ static void test_prometheus_round_trip(void **state) {
       double prom = prom_quantile(&e, q);
       double own = histogram_quantile(&h, q);
       double err = fabs(prom - exact) / exact;
-      print_message("  %-20s p%-5g exact %10.1f us  prometheus %10.1f us  error %5.2f%%\n",
-                    distributions[d].name, q * 100, exact, prom, err * 100);
       if (err > MAX_REL_ERROR) {
-        print_message("    ^ more than %.1f%% off\n", MAX_REL_ERROR * 100);
+        print_message("  %-20s p%-5g exact %10.1f us  prometheus %10.1f us  error %5.2f%%"
+                      " (more than %.1f%%)\n",
+                      distributions[d].name, q * 100, exact / 1e3, prom / 1e3, err * 100,
+                      MAX_REL_ERROR * 100);
         failed = 1;
       }
       /* The same interpolation over the same edges: the same answer. */
@@ -446,13 +469,13 @@ static void test_prometheus_small_cases(void **state) {
   assert_string_equal(sb.data, "x_seconds_bucket{le=\"+Inf\"} 0\n"
                                "x_seconds_sum 0.000000000\n"
                                "x_seconds_count 0\n");
-  /* One value of 1500 µs, in the [1472, 1536) µs bucket (1024 + 7 * 64):
+  /* One value of 1.5 ms, in the [1441792, 1507328) ns bucket (22..23 << 16):
    * a line for each edge, in seconds, trailing zeros trimmed. */
   histogram_record(&h, 1500000);
   strbuf_clear(&sb);
   histogram_write_prometheus(&sb, "x_seconds", "", &h);
-  assert_string_equal(sb.data, "x_seconds_bucket{le=\"0.001472\"} 0\n"
-                               "x_seconds_bucket{le=\"0.001536\"} 1\n"
+  assert_string_equal(sb.data, "x_seconds_bucket{le=\"0.001441792\"} 0\n"
+                               "x_seconds_bucket{le=\"0.001507328\"} 1\n"
                                "x_seconds_bucket{le=\"+Inf\"} 1\n"
                                "x_seconds_sum 0.001500000\n"
                                "x_seconds_count 1\n");
@@ -461,20 +484,20 @@ static void test_prometheus_small_cases(void **state) {
   /* Adjacent non-empty buckets share one edge line; the first bucket has
    * no lower edge line (it starts at 0). */
   memset(&h, 0, sizeof h);
-  histogram_record(&h, 0);
-  histogram_record(&h, 1000);
-  histogram_record(&h, 3000);
-  histogram_record(&h, 3000000000ull); /* 3 s: [2883584, 3014656) µs = 22..23 << 17 */
+  histogram_record(&h, 0);             /* [0, 1) */
+  histogram_record(&h, 1);             /* [1, 2), adjacent */
+  histogram_record(&h, 3000);          /* [2944, 3072) = 23..24 << 7 */
+  histogram_record(&h, 3000000000ull); /* 3 s: [2952790016, 3087007744) = 22..23 << 27 */
   strbuf_clear(&sb);
   histogram_write_prometheus(&sb, "y", "a=\"b\"", &h);
-  assert_string_equal(sb.data, "y_bucket{a=\"b\",le=\"0.000001\"} 1\n"
-                               "y_bucket{a=\"b\",le=\"0.000002\"} 2\n"
-                               "y_bucket{a=\"b\",le=\"0.000003\"} 2\n"
-                               "y_bucket{a=\"b\",le=\"0.000004\"} 3\n"
-                               "y_bucket{a=\"b\",le=\"2.883584\"} 3\n"
-                               "y_bucket{a=\"b\",le=\"3.014656\"} 4\n"
+  assert_string_equal(sb.data, "y_bucket{a=\"b\",le=\"0.000000001\"} 1\n"
+                               "y_bucket{a=\"b\",le=\"0.000000002\"} 2\n"
+                               "y_bucket{a=\"b\",le=\"0.000002944\"} 2\n"
+                               "y_bucket{a=\"b\",le=\"0.000003072\"} 3\n"
+                               "y_bucket{a=\"b\",le=\"2.952790016\"} 3\n"
+                               "y_bucket{a=\"b\",le=\"3.087007744\"} 4\n"
                                "y_bucket{a=\"b\",le=\"+Inf\"} 4\n"
-                               "y_sum{a=\"b\"} 3.000004000\n"
+                               "y_sum{a=\"b\"} 3.000003001\n"
                                "y_count{a=\"b\"} 4\n");
   parse_exposition(sb.data, "y", "a=\"b\"", &e);
   check_exposition(&e, &h);
@@ -496,17 +519,9 @@ static int write_into_tiny_buffer(void) {
 }
 
 static void test_prometheus_capped_buffer(void **state) {
-  int st = 0;
   (void)state;
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0)
-    _exit(write_into_tiny_buffer());
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  if (WIFSIGNALED(st))
-    fail_msg("histogram_write_prometheus into a full strbuf: killed by signal %d", WTERMSIG(st));
-  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  if (!in_child(write_into_tiny_buffer))
+    fail_msg("histogram_write_prometheus into a capped strbuf did not end with sb.failed");
 }
 
 int main(void) {
