@@ -21,6 +21,8 @@ void arena_init(struct arena *a, size_t first_size) {
 }
 
 static struct arena_block *block_new(size_t size) {
+  if (size > SIZE_MAX - sizeof(struct arena_block))
+    return NULL;
   struct arena_block *b = malloc(sizeof *b + size);
   if (!b)
     return NULL;
@@ -86,15 +88,22 @@ void arena_reset(struct arena *a) {
   struct arena_block *b = a->head;
   if (!b)
     return;
-  /* Keep the oldest block (the first one allocated), free the rest. */
+  /* Keep the oldest block (the first one allocated), free the rest; but not
+   * an oversized one, or one big request would pin its memory for the life
+   * of a keep-alive connection. */
   while (b->next) {
     struct arena_block *next = b->next;
     free(b);
     b = next;
   }
+  a->total = 0;
+  if (b->size > a->first_size) {
+    free(b);
+    a->head = NULL;
+    return;
+  }
   b->used = 0;
   a->head = b;
-  a->total = 0;
 }
 
 void arena_free(struct arena *a) {

@@ -14,10 +14,9 @@ static const struct error_row rows[] = {
 };
 
 static const struct error_row *row_of(int err) {
-  int i = err - STRATA_ERROR_FIRST_ - 1;
-  if (i < 0 || i >= (int)(sizeof rows / sizeof rows[0]))
-    i = STRATA_EINTERNAL - STRATA_ERROR_FIRST_ - 1;
-  return &rows[i];
+  if (err <= STRATA_ERROR_FIRST_ || err >= STRATA_ERROR_END_)
+    err = STRATA_EINTERNAL;
+  return &rows[err - STRATA_ERROR_FIRST_ - 1];
 }
 
 int strata_error_status(int err) { return row_of(err)->status; }

@@ -30,7 +30,7 @@ int strbuf_reserve(struct strbuf *sb, size_t n) {
   }
   size_t cap = sb->cap ? sb->cap : 256;
   while (cap < need)
-    cap *= 2;
+    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
   if (sb->max && cap > sb->max + 1)
     cap = sb->max + 1;
   char *p = realloc(sb->data, cap);
@@ -136,8 +136,23 @@ size_t utf8_sequence_len(const unsigned char *s, size_t avail) {
 void strbuf_put_json_string(struct strbuf *sb, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *p = (const unsigned char *)s, *end = p + n;
-  /* Worst case every byte becomes \u00XX (6) or U+FFFD (3 bytes). */
-  if (strbuf_reserve(sb, n * 6) < 0)
+  /* Reserve the exact escaped size, so a capped buffer fails only when the
+   * text really does not fit. */
+  size_t need = 0;
+  for (const unsigned char *q = p; q < end;) {
+    if (*q >= 0x20 && *q < 0x7F && *q != '"' && *q != '\\') {
+      need++;
+      q++;
+    } else if (*q < 0x80) {
+      need += (*q == '"' || *q == '\\' || *q == '\n' || *q == '\r' || *q == '\t') ? 2 : 6;
+      q++;
+    } else {
+      size_t len = utf8_sequence_len(q, (size_t)(end - q));
+      need += len ? len : 3;
+      q += len ? len : 1;
+    }
+  }
+  if (strbuf_reserve(sb, need) < 0)
     return;
   char *o = sb->data + sb->len;
   while (p < end) {

@@ -2,9 +2,11 @@
  *
  * Patterns are absolute paths whose segments are literals, `:name`
  * parameters (one whole segment) or a final `*` (the rest of the path, used
- * by prefix routes). Routes are added before the server starts and are then
- * read-only, so every worker thread matches without locks. Among routes that
- * match a path, the first added wins. HEAD falls back to GET routes. */
+ * by prefix routes: a pattern `/static/` + `*` matches `/static`, `/static/`
+ * and anything below, as a gateway prefix should). Routes are added before
+ * the server starts and are then read-only, so every worker thread matches
+ * without locks. Among routes that match a path, the first added wins. HEAD
+ * falls back to GET routes. */
 #ifndef STRATA_HTTP_ROUTER_H
 #define STRATA_HTTP_ROUTER_H
 

@@ -48,6 +48,8 @@ double histogram_quantile(const struct histogram *h, double q) {
 static void put_seconds(struct strbuf *sb, uint64_t ns) {
   strbuf_printf(sb, "%llu.%09llu", (unsigned long long)(ns / 1000000000u),
                 (unsigned long long)(ns % 1000000000u));
+  if (sb->failed)
+    return;
   /* trim trailing zeros but keep one digit after the point */
   while (sb->len > 2 && sb->data[sb->len - 1] == '0' && sb->data[sb->len - 2] != '.')
     sb->len--;
