@@ -44,7 +44,7 @@ int json_body_decode(const char *body, size_t len, unsigned max_depth, json_t **
     return STRATA_EINVALID_JSON;
   }
   json_error_t err;
-  json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+  json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
   if (!v) {
     snprintf(why, why_len, "Invalid JSON at line %d, column %d: %s.", err.line, err.column,
              err.text);
