@@ -66,7 +66,7 @@ $(LLHTTP): $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(LLHTTP)
 	@mkdir -p $(dir $@)
 	@echo '  TEST    $@'
-	@$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -o $@ $< $(LIB) $(LLHTTP) $(LDLIBS) $(shell pkg-config --libs cmocka)
+	@$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) -MMD -MP -MF $@.d $(LDFLAGS) -o $@ $< $(LIB) $(LLHTTP) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 unit: $(UNIT_BIN)
 
@@ -92,4 +92,4 @@ check-clang:
 clean:
 	rm -rf build bin
 
--include $(DEP)
+-include $(DEP) $(UNIT_BIN:=.d)

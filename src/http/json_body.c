@@ -98,13 +98,27 @@ static int field_error(struct http_exchange *ex, const char *name, const char *f
   return -1;
 }
 
+/* Looks up a field for the typed helpers: returns 1 with *v when present and
+ * of the wanted type, 0 when absent and optional, -1 after answering 400. */
+static int lookup(struct http_exchange *ex, json_t *obj, const char *name, int required,
+                  json_type type, const char *type_name, json_t **v) {
+  *v = json_object_get(obj, name);
+  if (!*v)
+    return required ? field_error(ex, name, "%s is required.%s", NULL) : 0;
+  if (json_typeof(*v) != type) {
+    char what[48];
+    snprintf(what, sizeof what, " %s.", type_name);
+    return field_error(ex, name, "%s must be%s", what);
+  }
+  return 1;
+}
+
 int json_field_string(struct http_exchange *ex, json_t *obj, const char *name, int required,
                       size_t min_len, size_t max_len, const char **out) {
-  json_t *v = json_object_get(obj, name);
-  if (!v)
-    return required ? field_error(ex, name, "%s is required.%s", NULL) : 0;
-  if (!json_is_string(v))
-    return field_error(ex, name, "%s must be a string.%s", NULL);
+  json_t *v;
+  int found = lookup(ex, obj, name, required, JSON_STRING, "a string", &v);
+  if (found <= 0)
+    return found;
   size_t n = json_string_length(v);
   if (n < min_len || n > max_len) {
     char range[64];
@@ -117,11 +131,10 @@ int json_field_string(struct http_exchange *ex, json_t *obj, const char *name, i
 
 int json_field_int(struct http_exchange *ex, json_t *obj, const char *name, int required,
                    json_int_t min, json_int_t max, json_int_t *out) {
-  json_t *v = json_object_get(obj, name);
-  if (!v)
-    return required ? field_error(ex, name, "%s is required.%s", NULL) : 0;
-  if (!json_is_integer(v))
-    return field_error(ex, name, "%s must be an integer.%s", NULL);
+  json_t *v;
+  int found = lookup(ex, obj, name, required, JSON_INTEGER, "an integer", &v);
+  if (found <= 0)
+    return found;
   json_int_t i = json_integer_value(v);
   if (i < min || i > max) {
     char range[96];

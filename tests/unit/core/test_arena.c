@@ -5,34 +5,21 @@
  * all of them back afterwards: an overlap or a block that is too short shows
  * up as a wrong byte here, and as an ASan report in the sanitizer build. */
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
-#include "core/arena.h"
-
 /* test_impossible_sizes_fail expects NULL from malloc for sizes no machine
  * has, which ASan turns into an abort unless told otherwise. */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#endif
-#ifdef TEST_ASAN
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
-#endif
+#define TEST_ALLOCATOR_MAY_RETURN_NULL
+#include "../support.h"
+
+#include "core/arena.h"
 
 #define ALIGNMENT (_Alignof(max_align_t))
 
@@ -54,32 +41,6 @@ static int check(const void *p, size_t n, unsigned seed) {
     if (c[i] != (unsigned char)(seed * 31u + i))
       return 0;
   return 1;
-}
-
-/* cmocka catches crashes to report them and go on; in a child that would
- * resume the test run inside the child, so a crash there must just kill it. */
-static void drop_cmocka_handlers(void) {
-  static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS, SIGABRT};
-  for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-    signal(sigs[i], SIG_DFL);
-}
-
-/* Runs fn(arg) in a child process; returns 1 when it exited with status 0.
- * For inputs that may corrupt memory or trip a sanitizer: a bug then shows
- * as one failed test instead of ending the whole run. */
-static int in_child(int (*fn)(void *), void *arg) {
-  int st = 0;
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    drop_cmocka_handlers();
-    _exit(fn(arg) == 0 ? 0 : 1);
-  }
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  if (WIFSIGNALED(st))
-    print_message("child killed by signal %d\n", WTERMSIG(st));
-  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
 static void test_init_takes_no_memory(void **state) {

@@ -8,35 +8,23 @@
  * what it should decode to. */
 #include <inttypes.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "core/strbuf.h"
-
 /* The huge-size tests expect NULL from malloc, which ASan turns into an
  * abort unless told otherwise. */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#endif
-#ifdef TEST_ASAN
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
-#endif
+#define TEST_ALLOCATOR_MAY_RETURN_NULL
+#include "../support.h"
+
+#include "core/strbuf.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -87,34 +75,6 @@ static void expect_json(const void *in, size_t n, const char *escaped, const voi
 static void expect_kept(const char *s) { expect_json(s, strlen(s), s, s, strlen(s)); }
 
 #define RAW(lit) lit, sizeof(lit) - 1
-
-/* cmocka catches crashes to report them and go on; in a child that would
- * resume the test run inside the child, so a crash there must just kill it. */
-static void drop_cmocka_handlers(void) {
-  static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS, SIGABRT};
-  for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-    signal(sigs[i], SIG_DFL);
-}
-
-/* Runs fn() in a child process with a time limit; returns 1 when it exited
- * with status 0. For inputs that may hang or trip a sanitizer: a bug then
- * shows as one failed test instead of ending the whole run. */
-static int in_child(int (*fn)(void)) {
-  int st = 0;
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    drop_cmocka_handlers();
-    alarm(3);
-    _exit(fn() == 0 ? 0 : 1);
-  }
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  if (WIFSIGNALED(st))
-    print_message("child killed by signal %d%s\n", WTERMSIG(st),
-                  WTERMSIG(st) == SIGALRM ? " (hung for 3 s)" : "");
-  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
-}
 
 /* ---- growth ------------------------------------------------------------ */
 
@@ -328,8 +288,12 @@ static void test_max_cap_large_append(void **state) {
   strbuf_free(&sb);
 }
 
-static int reserve_half_of_size_max(void) {
+/* Run through in_child(); each arms a 3 s alarm first, so a reserve that
+ * hangs kills the child (reported as signal 14, SIGALRM) instead of the run. */
+static int reserve_half_of_size_max(void *arg) {
   struct strbuf sb;
+  (void)arg;
+  alarm(3);
   strbuf_init(&sb, 0);
   strbuf_puts(&sb, "ab");
   /* Cannot be allocated; must come back as -1 and failed, not hang. */
@@ -339,8 +303,10 @@ static int reserve_half_of_size_max(void) {
   return ok ? 0 : 1;
 }
 
-static int reserve_quarter_of_size_max(void) {
+static int reserve_quarter_of_size_max(void *arg) {
   struct strbuf sb;
+  (void)arg;
+  alarm(3);
   strbuf_init(&sb, 0);
   strbuf_puts(&sb, "ab");
   int rc = strbuf_reserve(&sb, SIZE_MAX / 4);
@@ -351,9 +317,9 @@ static int reserve_quarter_of_size_max(void) {
 
 static void test_reserve_huge_fails(void **state) {
   (void)state;
-  if (!in_child(reserve_quarter_of_size_max))
+  if (!in_child(reserve_quarter_of_size_max, NULL))
     fail_msg("strbuf_reserve(SIZE_MAX / 4) did not fail cleanly");
-  if (!in_child(reserve_half_of_size_max))
+  if (!in_child(reserve_half_of_size_max, NULL))
     fail_msg("strbuf_reserve(SIZE_MAX / 2) did not fail cleanly");
 }
 
