@@ -676,6 +676,8 @@ static void dispatch(struct conn *c) {
   struct http_request *req = &ex->req;
   conn_list_remove(c);
   c->state = CS_HANDLING;
+  if (c->parser.method == HTTP_CONNECT)
+    c->close_after = 1; /* what follows would be tunnel bytes, never a request */
   req->method = llhttp_method_name((llhttp_method_t)c->parser.method);
   req->method_len = strlen(req->method);
   ex->mmethod = metrics_method_of(req->method, req->method_len);
@@ -741,6 +743,16 @@ static void feed(struct conn *c, const char *data, size_t len) {
       if (q > data)
         c->tail_lf_ws = q[-1] == '\n';
       return;
+    }
+    if (e == HPE_PAUSED_UPGRADE && c->state == CS_IDLE) {
+      /* The request asked to switch protocols and has been answered. We
+       * never switch (RFC 9110 §7.8 lets a server ignore Upgrade), so the
+       * bytes that follow are the next HTTP/1.1 request. */
+      size_t used = (size_t)(llhttp_get_error_pos(&c->parser) - data);
+      data += used;
+      len -= used;
+      llhttp_resume_after_upgrade(&c->parser);
+      continue;
     }
     if (e == HPE_PAUSED) {
       size_t used = (size_t)(llhttp_get_error_pos(&c->parser) - data);
