@@ -85,6 +85,7 @@ bench: deps
 	@bash scripts/deps.sh bench
 	@$(MAKE) --no-print-directory all
 	bash bench/http.sh
+	bash bench/memory.sh
 
 check-clang:
 	@$(MAKE) --no-print-directory CC=clang BUILD=build/clang all unit

@@ -29,7 +29,9 @@ for tool in wrk nginx valgrind taskset; do
 done
 [ -x bin/strata ] || make
 
-nginx_conf() { # port
+nginx_conf() { # port [plain]: plain leaves out the request id header
+  local reqid='add_header X-Request-Id $request_id;'
+  [ "${2:-}" = plain ] && reqid=''
   mkdir -p "$work/nginx"
   cat >"$work/nginx/nginx.conf" <<CONF
 worker_processes 1;
@@ -51,7 +53,7 @@ http {
     listen 127.0.0.1:$1;
     location / {
       default_type application/json;
-      add_header X-Request-Id \$request_id;
+      $reqid
       return 200 '$BODY';
     }
   }
@@ -73,9 +75,9 @@ start_strata() { # port [wrapper...]
   "$@" ./bin/strata serve --listen "127.0.0.1:$port" --workers 1 --log-level warn >/dev/null 2>"$work/strata.err" &
   pid=$!; pids+=("$pid")
 }
-start_nginx() { # port [wrapper...]
+start_nginx() { # port [wrapper...]; NGINX_PLAIN=1 drops the request id header
   local port=$1; shift
-  nginx_conf "$port"
+  nginx_conf "$port" "${NGINX_PLAIN:+plain}"
   "$@" nginx -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" >/dev/null 2>&1 &
   pid=$!; pids+=("$pid")
 }
@@ -142,8 +144,9 @@ instr() { # strata|nginx N -> sets $ir to the total Ir of the server process
 echo "== callgrind: instructions per keep-alive request ($N1 and $N2 requests)"
 instr strata "$N1"; s1=$ir; instr strata "$N2"; s2=$ir
 instr nginx "$N1"; n1=$ir; instr nginx "$N2"; n2=$ir
-s_ipr=$(( (s2 - s1) / (N2 - N1) )); n_ipr=$(( (n2 - n1) / (N2 - N1) ))
-echo "strata: $s_ipr instructions/request   nginx: $n_ipr instructions/request"
+NGINX_PLAIN=1 instr nginx "$N1"; p1=$ir; NGINX_PLAIN=1 instr nginx "$N2"; p2=$ir
+s_ipr=$(( (s2 - s1) / (N2 - N1) )); n_ipr=$(( (n2 - n1) / (N2 - N1) )); p_ipr=$(( (p2 - p1) / (N2 - N1) ))
+echo "strata: $s_ipr instructions/request   nginx: $n_ipr   nginx without the request id: $p_ipr"
 
 cpu=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
 block=$(cat <<MD
@@ -161,6 +164,7 @@ $table
 | p50 latency, us (median) | $s_p50 | $n_p50 | $(awk -v a="$s_p50" -v b="$n_p50" 'BEGIN{printf "%.2f", a/b}') |
 | p99 latency, us (median) | $s_p99 | $n_p99 | $(awk -v a="$s_p99" -v b="$n_p99" 'BEGIN{printf "%.2f", a/b}') |
 | instructions per request (callgrind) | $s_ipr | $n_ipr | $(awk -v a="$s_ipr" -v b="$n_ipr" 'BEGIN{printf "%.2f", a/b}') |
+| same, nginx without \`add_header X-Request-Id\` | $s_ipr | $p_ipr | $(awk -v a="$s_ipr" -v b="$p_ipr" 'BEGIN{printf "%.2f", a/b}') |
 <!-- http:end -->
 MD
 )

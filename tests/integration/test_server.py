@@ -355,3 +355,71 @@ class Cli(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WithCurl(unittest.TestCase):
+    """The same server seen by curl, the client most people reach for."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.curl = shutil.which("curl")
+        cls.s = Server(workers=2).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.stop()
+
+    def curl_run(self, *args):
+        self.assertIsNotNone(self.curl, "curl is required (scripts/deps.sh installs it)")
+        return subprocess.run([self.curl, "-sS", *args], capture_output=True, timeout=20)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.s.port}{path}"
+
+    def test_get_with_headers(self):
+        r = self.curl_run("-i", "-H", "X-Request-Id: curl-1", self.url("/health/live"))
+        out = r.stdout.decode()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(out.startswith("HTTP/1.1 200 OK\r\n"), out)
+        self.assertIn("X-Request-Id: curl-1\r\n", out)
+        self.assertTrue(out.endswith('{"status":"up"}'))
+
+    def test_keepalive_reuses_one_connection(self):
+        r = self.curl_run("-v", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+                          self.url("/health/live"), self.url("/health/ready"), self.url("/metrics"))
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 0, err)
+        self.assertEqual(err.count("Connected to"), 1, err)
+        self.assertEqual(err.count("Re-using existing connection") + err.count("Reusing existing connection"), 2, err)
+
+    def test_head(self):
+        r = self.curl_run("-I", self.url("/health/live"))
+        out = r.stdout.decode()
+        self.assertIn("HTTP/1.1 200", out)
+        self.assertIn("Content-Length: 15", out)
+
+    def test_post_with_expect_100_continue_and_chunked_body(self):
+        body = os.path.join(tempfile.mkdtemp(), "body.json")
+        with open(body, "w") as f:
+            f.write('{"x":"' + "a" * 5000 + '"}')
+        r = self.curl_run("-v", "-H", "Expect: 100-continue", "-H", "Transfer-Encoding: chunked",
+                          "-H", "Content-Type: application/json", "--data-binary", "@" + body,
+                          "-w", "%{http_code}", "-o", "/dev/null", self.url("/health/live"))
+        self.assertEqual(r.stdout.decode(), "405")
+        self.assertIn("HTTP/1.1 100 Continue", r.stderr.decode())
+
+    def test_body_over_limit_is_413_without_upload(self):
+        big = os.path.join(tempfile.mkdtemp(), "big.bin")
+        with open(big, "wb") as f:
+            f.write(b"x" * (3 << 20))
+        r = self.curl_run("-H", "Expect: 100-continue", "--data-binary", "@" + big,
+                          "-w", "%{http_code} %{size_upload}", "-o", "/dev/null", self.url("/anything"))
+        code, uploaded = r.stdout.decode().split()
+        self.assertEqual(code, "413")
+        self.assertLess(float(uploaded), 3 << 20)  # refused before the body was sent
+
+    def test_error_body_is_json(self):
+        r = self.curl_run("-X", "DELETE", self.url("/health/live"), "-w", "\n%{http_code}")
+        body, code = r.stdout.decode().rsplit("\n", 1)
+        self.assertEqual(code, "405")
+        self.assertEqual(json.loads(body)["error"]["code"], "method_not_allowed")
