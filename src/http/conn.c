@@ -78,23 +78,33 @@ void conn_list_append(struct conn_list *l, struct conn *c, uint64_t now) {
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-static void on_closed(uv_handle_t *h) {
-  struct conn *c = (struct conn *)h;
-  struct worker *w = c->w;
+void conn_free(struct conn *c) {
   if (c->ex.in_flight)
-    metrics_in_flight_add(w->shard, -1);
+    metrics_in_flight_add(c->w->shard, -1);
   arena_free(&c->arena);
   free(c->pending);
   free(c->wbuf);
   free(c);
+}
+
+static void on_closed(uv_handle_t *h) {
+  struct conn *c = (struct conn *)h;
+  struct worker *w = c->w;
   __atomic_sub_fetch(&metrics_server.connections_open, 1, __ATOMIC_RELAXED);
   w->n_conns--;
+  /* An asynchronous handler still holds the exchange: the connection's
+   * memory lives on until that handler answers (http_respond frees it). */
+  if (c->awaiting_handler)
+    c->zombie = 1;
+  else
+    conn_free(c);
   worker_maybe_finish(w);
 }
 
 void conn_close(struct conn *c) {
   if (c->state == CS_CLOSED)
     return;
+  c->awaiting_handler = c->state == CS_HANDLING && c->ex.dispatched && !c->ex.responded;
   c->state = CS_CLOSED;
   conn_list_remove(c);
   uv_close((uv_handle_t *)&c->tcp, on_closed);
@@ -703,6 +713,7 @@ static void dispatch(struct conn *c) {
   ex->metrics_route = ex->route.metrics_id;
   memcpy(req->params, ex->route.params, sizeof req->params);
   req->n_params = ex->route.n_params;
+  ex->dispatched = 1;
   ex->route.handler(ex, ex->route.data);
 }
 

@@ -59,6 +59,12 @@ struct http_request {
 struct http_exchange;
 typedef void (*http_handler_cb)(struct http_exchange *ex, void *data);
 
+/* What the server's worker hook (server.h) attached to the worker thread
+ * running this exchange: per-thread state such as database connections. */
+void *http_worker_data(struct http_exchange *ex);
+/* The loop of that worker, for asynchronous handlers. */
+struct uv_loop_s *http_loop(struct http_exchange *ex);
+
 /* The request of an exchange; valid until the response is written. */
 struct http_request *http_request_of(struct http_exchange *ex);
 /* The exchange's arena: request-scoped memory for the handler's own use. */

@@ -47,6 +47,7 @@ struct http_exchange {
   uint64_t start_ns;       /* first byte of the request (uv_hrtime) */
   uint64_t bytes_in;
   int responded;
+  int dispatched;           /* the route's handler has the exchange */
   int in_flight;           /* counted in the in-flight gauge */
   int status;
   size_t bytes_out;
@@ -99,6 +100,8 @@ struct conn {
   unsigned peer_eof : 1;     /* the client closed its side */
   unsigned reading : 1;      /* uv_read_start is active */
   unsigned refused : 1;      /* over max_connections: answered 503 */
+  unsigned awaiting_handler : 1; /* closed while an async handler holds the exchange */
+  unsigned zombie : 1;       /* closed; freed when that handler answers */
   char remote[64];
 };
 
@@ -127,6 +130,7 @@ struct worker {
   int stopping;              /* handles closing; no more wake-ups */
   int finished;              /* the loop has ended (under wake_lock) */
   int listen_fd;
+  void *data;                /* from hooks.start: http_worker_data() */
   char read_buf[65536];
 };
 
@@ -140,6 +144,7 @@ struct http_server {
   uv_timer_t drain_timer;
   int draining; /* read by readiness checks on any thread */
   int force;
+  struct http_worker_hooks hooks;
 };
 
 /* conn.c */
@@ -148,6 +153,7 @@ void conn_accept(struct worker *w);
  * been accepted: the seam the fuzz target and tests drive connections by. */
 int conn_open_fd(struct worker *w, int fd);
 void conn_close(struct conn *c);
+void conn_free(struct conn *c);
 void conn_sweep(struct worker *w, uint64_t now);
 void conn_list_remove(struct conn *c);
 void conn_list_append(struct conn_list *l, struct conn *c, uint64_t now);

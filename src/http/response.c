@@ -61,6 +61,8 @@ void worker_update_date(struct worker *w) {
 /* ---- accessors ---------------------------------------------------------- */
 
 struct http_request *http_request_of(struct http_exchange *ex) { return &ex->req; }
+void *http_worker_data(struct http_exchange *ex) { return ex->conn->w->data; }
+uv_loop_t *http_loop(struct http_exchange *ex) { return &ex->conn->w->loop; }
 struct arena *http_arena(struct http_exchange *ex) { return ex->arena; }
 const struct http_limits *http_limits_of(struct http_exchange *ex) {
   return &ex->conn->w->server->cfg.http;
@@ -274,6 +276,10 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
                   const void *body, size_t len) {
   struct conn *c = ex->conn;
   struct worker *w = c->w;
+  if (c->zombie) {
+    conn_free(c); /* the client left while the handler worked */
+    return;
+  }
   if (ex->responded || c->state == CS_CLOSED)
     return;
   ex->responded = 1;

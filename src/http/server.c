@@ -235,8 +235,19 @@ static void on_wakeup(uv_async_t *a) {
   worker_maybe_finish(w);
 }
 
+void http_server_set_worker_hooks(struct http_server *s, const struct http_worker_hooks *hooks) {
+  s->hooks = *hooks;
+}
+
 static void worker_main(void *arg) {
   struct worker *w = arg;
+  struct http_server *s = w->server;
+  if (s->hooks.start && s->hooks.start(w->index, &w->loop, &w->data, s->hooks.ctx) != 0) {
+    log_event(LOG_ERROR, "worker_start_failed", NULL, "worker %u could not start", w->index);
+    __atomic_store_n(&s->draining, 1, __ATOMIC_RELAXED);
+    if (main_wakeup) /* stop the whole server: it cannot serve everywhere */
+      raise(SIGTERM);
+  }
   int rc = uv_tcp_open(&w->listener, w->listen_fd);
   if (rc == 0) {
     w->listen_fd = -1; /* owned by the handle now */
@@ -248,6 +259,10 @@ static void worker_main(void *arg) {
     w->listening = 1;
   }
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  if (s->hooks.stop) {
+    s->hooks.stop(w->index, &w->loop, w->data, s->hooks.ctx);
+    uv_run(&w->loop, UV_RUN_DEFAULT); /* the close callbacks of what it closed */
+  }
   strbuf_free(&w->out);
   strbuf_free(&w->log);
   strbuf_free(&w->err_body);

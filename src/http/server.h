@@ -15,6 +15,20 @@
 #include "http/router.h"
 
 struct http_server;
+struct uv_loop_s;
+
+/* Per-worker setup for the application: start runs on each worker thread
+ * before it serves (its *data becomes http_worker_data() there; non-zero
+ * fails the start), stop runs on the same thread after its loop ended and
+ * may close handles of its own (the loop is run once more afterwards). */
+struct http_worker_hooks {
+  int (*start)(unsigned index, struct uv_loop_s *loop, void **data, void *ctx);
+  void (*stop)(unsigned index, struct uv_loop_s *loop, void *data, void *ctx);
+  void *ctx;
+};
+
+/* Sets the hooks; call before http_server_run(). */
+void http_server_set_worker_hooks(struct http_server *s, const struct http_worker_hooks *hooks);
 
 /* Creates the server and binds its listeners. cfg is copied; router must
  * outlive the server. Returns NULL and logs why on failure. */
