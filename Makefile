@@ -26,6 +26,7 @@ endif
 SRC      := $(shell find src -name '*.c' ! -name main.c | sort)
 OBJ      := $(SRC:%.c=$(BUILD)/%.o)
 DEP      := $(OBJ:.o=.d) $(BUILD)/src/main.d
+GEN_OBJ  := $(BUILD)/gen/openapi.o
 LIB      := $(BUILD)/libstrata.a
 LLHTTP   := $(BUILD)/libllhttp.a
 BIN      := $(if $(filter 1,$(SAN)),$(BUILD)/strata,bin/strata)
@@ -44,9 +45,16 @@ $(BIN): $(BUILD)/src/main.o $(LIB) $(LLHTTP)
 	@echo '  LD      $@'
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(LIB): $(OBJ)
+$(LIB): $(OBJ) $(GEN_OBJ)
 	@rm -f $@
-	@ar rcs $@ $^
+	@ar rcsP $@ $^
+
+# /openapi.json is served from docs/openapi.json, embedded at build time.
+$(BUILD)/gen/openapi.c: docs/openapi.json scripts/embed.sh
+	@mkdir -p $(dir $@)
+	@sh scripts/embed.sh $< app_openapi_json > $@
+$(GEN_OBJ): $(BUILD)/gen/openapi.c
+	@$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -100,7 +100,7 @@ typedef int (*cache_load_cb)(void *ctx, struct arena *a, const char **val, size_
  * ttl_ms (0 = no expiry), an absence for negative_ttl_ms (0 = do not remember
  * absences). Errors are returned and not cached.
  *
- * Returns 1 (found: *val/*len as for cache_get, in a), 0 (absent: *val NULL)
+ * Returns 1 (found: *val and *len as for cache_get, in a), 0 (absent: *val NULL)
  * or the loader's negative error. *how (may be NULL) tells where the answer
  * came from: CACHE_HIT or CACHE_NEGATIVE when it was already known — stored,
  * or loaded by another thread this call waited for — CACHE_MISS when this
@@ -111,7 +111,8 @@ typedef int (*cache_load_cb)(void *ctx, struct arena *a, const char **val, size_
  * then take its result. This suits loads that are short (a SQLite or
  * replica read with its own timeout); a loader that hangs holds its waiters
  * as long. If the load fails, each waiter retries and one of them becomes
- * the next loader. Returns -1 if a cannot hold the value. */
+ * the next loader. Returns STRATA_EINTERNAL (core/error.h) when memory runs
+ * out, in a or in the cache. */
 int cache_get_or_load(struct cache *c, const char *key, struct arena *a, cache_load_cb load,
                       void *ctx, uint32_t ttl_ms, uint32_t negative_ttl_ms, const char **val,
                       size_t *len, enum cache_result *how);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "app/app.h"
 #include "cli/cli.h"
 #include "core/config.h"
 #include "http/router.h"
@@ -104,15 +105,27 @@ int cli_serve(int argc, char **argv) {
 
   int rc = 1;
   struct http_server *server = NULL;
+  struct app *app = NULL;
   struct router *router = router_new();
   if (!router || observe_routes_register(router) != 0)
+    goto done;
+  app = app_new(&cfg);
+  if (!app || app_routes_register(app, router) != 0)
     goto done;
   server = http_server_new(&cfg, router);
   if (!server)
     goto done;
+  http_server_set_worker_hooks(server, app_worker_hooks(app));
+  if (app_start(app) != 0)
+    goto done;
   rc = http_server_run(server) == 0 ? 0 : 1;
+  /* Workers have drained and committed: the relay gets a last chance to
+   * move their events before the bus stops (what it leaves stays in the
+   * outboxes for the next start). */
+  app_stop(app);
 done:
   http_server_free(server);
+  app_free(app);
   router_free(router);
   metrics_shutdown();
   return rc;

@@ -41,7 +41,8 @@ enum value_kind {
   VAL_COUNT,       /* a plain whole number */
   VAL_STRING,      /* text that must fit a fixed char array */
   VAL_LISTEN,      /* HOST:PORT into a char array and a uint16_t */
-  VAL_LOG_LEVEL    /* enum log_level by name */
+  VAL_LOG_LEVEL,   /* enum log_level by name */
+  VAL_SYNC         /* enum db_sync by name: full, normal */
 };
 
 /* One key of a mapping. Offsets are relative to the struct the mapping is
@@ -89,11 +90,39 @@ static const struct key_spec http_keys[] = {
   END_OF_TABLE,
 };
 
+static const struct key_spec storage_keys[] = {
+  { .name = "synchronous", .kind = VAL_SYNC, FIELD_OF(struct storage_settings, synchronous) },
+  END_OF_TABLE,
+};
+
+static const struct key_spec cache_keys[] = {
+  NUMBER(struct cache_settings, "max_entries", VAL_COUNT, max_entries, 1, 100000000),
+  NUMBER(struct cache_settings, "max_bytes", VAL_SIZE, max_bytes, 64 * KIB, 64 * GIB),
+  NUMBER(struct cache_settings, "ttl", VAL_DURATION, ttl_ms, 1, 24 * HOUR),
+  NUMBER(struct cache_settings, "negative_ttl", VAL_DURATION, negative_ttl_ms, 0, HOUR),
+  END_OF_TABLE,
+};
+
+static const struct key_spec bus_keys[] = {
+  NUMBER(struct bus_settings, "max_attempts", VAL_COUNT, max_attempts, 1, 100),
+  NUMBER(struct bus_settings, "backoff_base", VAL_DURATION, backoff_base_ms, 1, 10 * MIN),
+  NUMBER(struct bus_settings, "backoff_cap", VAL_DURATION, backoff_cap_ms, 1, HOUR),
+  NUMBER(struct bus_settings, "poll_interval", VAL_DURATION, poll_interval_ms, 1, 10 * SEC),
+  NUMBER(struct bus_settings, "backlog_degraded", VAL_COUNT, backlog_degraded, 1, 1000000000),
+  END_OF_TABLE,
+};
+
 static const struct key_spec root_keys[] = {
   { .name = "server", .kind = VAL_SECTION, .off = 0, .keys = server_keys },
   { .name = "log", .kind = VAL_SECTION, .off = 0, .keys = log_keys },
   { .name = "http", .kind = VAL_SECTION, .off = offsetof(struct strata_config, http),
     .keys = http_keys },
+  { .name = "storage", .kind = VAL_SECTION, .off = offsetof(struct strata_config, storage),
+    .keys = storage_keys },
+  { .name = "cache", .kind = VAL_SECTION, .off = offsetof(struct strata_config, cache),
+    .keys = cache_keys },
+  { .name = "bus", .kind = VAL_SECTION, .off = offsetof(struct strata_config, bus),
+    .keys = bus_keys },
   END_OF_TABLE,
 };
 
@@ -352,6 +381,30 @@ const char *config_log_level_name(enum log_level level) {
   return level_names[level];
 }
 
+static const char *const sync_names[] = {
+  [DB_SYNC_FULL] = "full", [DB_SYNC_NORMAL] = "normal",
+};
+
+int config_parse_synchronous(const char *text, enum db_sync *out) {
+  int i;
+
+  if (!text)
+    return -1;
+  for (i = DB_SYNC_FULL; i <= DB_SYNC_NORMAL; i++) {
+    if (strcasecmp(text, sync_names[i]) == 0) {
+      *out = (enum db_sync)i;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+const char *config_synchronous_name(enum db_sync sync) {
+  if ((int)sync < DB_SYNC_FULL || (int)sync > DB_SYNC_NORMAL)
+    return "unknown";
+  return sync_names[sync];
+}
+
 void config_defaults(struct strata_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   snprintf(cfg->listen_host, sizeof cfg->listen_host, "127.0.0.1");
@@ -369,6 +422,16 @@ void config_defaults(struct strata_config *cfg) {
   cfg->http.max_connections = 10000;
   cfg->http.drain_timeout_ms = 10 * SEC;
   cfg->http.max_json_depth = 32;
+  cfg->storage.synchronous = DB_SYNC_FULL;
+  cfg->cache.max_entries = 100000;
+  cfg->cache.max_bytes = 64 * MIB;
+  cfg->cache.ttl_ms = 60 * SEC;
+  cfg->cache.negative_ttl_ms = 2 * SEC;
+  cfg->bus.max_attempts = 8;
+  cfg->bus.backoff_base_ms = 100;
+  cfg->bus.backoff_cap_ms = 30 * SEC;
+  cfg->bus.poll_interval_ms = 20;
+  cfg->bus.backlog_degraded = 1000;
 }
 
 /* --- binding ------------------------------------------------------------ */
@@ -569,6 +632,17 @@ static void bind_scalar(struct binder *b, const struct key_spec *k, const struct
     return;
   }
 
+  case VAL_SYNC: {
+    enum db_sync sync;
+    if (config_parse_synchronous(text, &sync) < 0) {
+      add_error(b->errs, value->line,
+                "%s: \"%s\" is not a synchronous mode (use full or normal)", path, shown);
+      return;
+    }
+    memcpy(base + k->off, &sync, sizeof sync);
+    return;
+  }
+
   case VAL_SECTION:
     break;
   }
@@ -667,8 +741,8 @@ int config_load_buffer(const char *data, size_t len, struct strata_config *cfg,
   if (ytree_is_null(root))
     goto out;
   if (root->kind != YNODE_MAPPING) {
-    add_error(errs, root->line, "the file must be a mapping of sections (server, log, http), "
-                                "not %s", ytree_kind_name(root->kind));
+    add_error(errs, root->line, "the file must be a mapping of sections (server, log, "
+                                "http, storage, cache, bus), not %s", ytree_kind_name(root->kind));
     goto out;
   }
   bind_map(&b, root, "", root_keys, (char *)&work);

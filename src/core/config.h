@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/db.h" /* enum db_sync */
+
 enum log_level {
   LOG_DEBUG = 0, /* internals, noisy */
   LOG_INFO,      /* access lines and lifecycle events */
@@ -34,6 +36,28 @@ struct http_limits {
   uint32_t max_json_depth;    /* nesting of JSON request bodies → 400 */
 };
 
+/* Embedded storage (SQLite) settings shared by every domain database. */
+struct storage_settings {
+  enum db_sync synchronous; /* full: fsync per commit; normal: at checkpoints */
+};
+
+/* The in-process cache in front of the domain databases. */
+struct cache_settings {
+  uint64_t max_entries;     /* entries per cache before LRU eviction */
+  uint64_t max_bytes;       /* bytes of keys + values per cache */
+  uint32_t ttl_ms;          /* lifetime of a cached value */
+  uint32_t negative_ttl_ms; /* lifetime of a cached "not found"; 0 = not cached */
+};
+
+/* The embedded event bus (src/bus/bus.h, docs/events.md). */
+struct bus_settings {
+  uint32_t max_attempts;     /* deliveries of one event before it is dead-lettered */
+  uint32_t backoff_base_ms;  /* first retry waits up to this long (full jitter) */
+  uint32_t backoff_cap_ms;   /* no retry waits longer than this */
+  uint32_t poll_interval_ms; /* how often the relay and deliveries look for work */
+  uint32_t backlog_degraded; /* readiness is degraded above this backlog or lag */
+};
+
 struct strata_config {
   char listen_host[64]; /* IPv4/IPv6 literal or "localhost" */
   uint16_t listen_port;
@@ -41,6 +65,9 @@ struct strata_config {
   char data_dir[1024];  /* where embedded engines keep their files */
   enum log_level log_level;
   struct http_limits http;
+  struct storage_settings storage;
+  struct cache_settings cache;
+  struct bus_settings bus;
 };
 
 /* One problem found in a config file: 1-based line (0 when not tied to a
@@ -87,6 +114,9 @@ int config_parse_listen(const char *text, char *host, size_t host_len,
                         uint16_t *port, char *why, size_t why_len);
 int config_parse_log_level(const char *text, enum log_level *out);
 const char *config_log_level_name(enum log_level level);
+/* storage.synchronous: "full" or "normal" (any case). */
+int config_parse_synchronous(const char *text, enum db_sync *out);
+const char *config_synchronous_name(enum db_sync sync);
 
 /* Number parsers behind the size, duration and count keys. They only check
  * the form and 64-bit overflow; ranges are the caller's. Each returns 0 and

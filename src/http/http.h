@@ -98,6 +98,12 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
  * a request body). */
 void http_respond_error(struct http_exchange *ex, int err, const char *message, const char *field);
 
+/* The JSON error body http_respond_error() sends, appended to sb, for code
+ * that must keep the exact bytes (idempotent replays). */
+struct strbuf;
+void http_error_json(struct strbuf *sb, int err, const char *message, const char *field,
+                     const char *request_id, size_t request_id_len);
+
 /* Answers 200..599 with application/json content. */
 static inline void http_respond_json(struct http_exchange *ex, int status, const char *json,
                                      size_t len) {

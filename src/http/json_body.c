@@ -146,18 +146,28 @@ int json_field_int(struct http_exchange *ex, json_t *obj, const char *name, int 
   return 0;
 }
 
-int json_fields_only(struct http_exchange *ex, json_t *obj, const char *const allowed[]) {
+static int listed(const char *const list[], const char *key) {
+  for (int i = 0; list && list[i]; i++)
+    if (strcmp(list[i], key) == 0)
+      return 1;
+  return 0;
+}
+
+int json_fields_check(struct http_exchange *ex, json_t *obj, const char *const writable[],
+                      const char *const server_owned[]) {
   const char *key;
   json_t *v;
   json_object_foreach(obj, key, v) {
-    int known = 0;
-    for (int i = 0; allowed[i]; i++)
-      if (strcmp(allowed[i], key) == 0)
-        known = 1;
-    if (!known)
+    if (listed(server_owned, key))
+      return field_error(ex, key, "%s is set by the server and cannot be given.%s", NULL);
+    if (!listed(writable, key))
       return field_error(ex, key, "%s is not a field of this resource.%s", NULL);
   }
   return 0;
+}
+
+int json_fields_only(struct http_exchange *ex, json_t *obj, const char *const allowed[]) {
+  return json_fields_check(ex, obj, allowed, NULL);
 }
 
 void http_respond_json_value(struct http_exchange *ex, int status, const json_t *v) {

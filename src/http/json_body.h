@@ -41,6 +41,10 @@ int json_field_int(struct http_exchange *ex, json_t *obj, const char *name, int 
 /* Answers 400 naming the first member of obj not listed in allowed
  * (NULL-terminated). Unknown fields are refused, never silently dropped. */
 int json_fields_only(struct http_exchange *ex, json_t *obj, const char *const allowed[]);
+/* The same, and a member listed in server_owned (id, status, createdAt, ...)
+ * gets its own message: it exists but only the server sets it. */
+int json_fields_check(struct http_exchange *ex, json_t *obj, const char *const writable[],
+                      const char *const server_owned[]);
 
 /* Answers status with v serialised compactly (v not consumed). */
 void http_respond_json_value(struct http_exchange *ex, int status, const json_t *v);

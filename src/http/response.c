@@ -335,8 +335,8 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
   write_out(c, sb->data, sb->len);
 }
 
-static void put_error_body(struct strbuf *sb, int err, const char *message, const char *field,
-                           const char *request_id, size_t request_id_len) {
+void http_error_json(struct strbuf *sb, int err, const char *message, const char *field,
+                     const char *request_id, size_t request_id_len) {
   strbuf_puts(sb, "{\"error\":{\"code\":\"");
   strbuf_puts(sb, strata_error_code(err));
   strbuf_puts(sb, "\",\"message\":\"");
@@ -367,7 +367,7 @@ void http_respond_error(struct http_exchange *ex, int err, const char *message, 
   }
   struct strbuf *body = &w->err_body;
   strbuf_clear(body);
-  put_error_body(body, err, message, field, ex->req.request_id, ex->req.request_id_len);
+  http_error_json(body, err, message, field, ex->req.request_id, ex->req.request_id_len);
   if (body->failed) {
     conn_close(ex->conn);
     return;

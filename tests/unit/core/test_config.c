@@ -72,6 +72,16 @@ static void assert_defaults(const struct strata_config *cfg) {
   assert_int_equal(cfg->http.max_connections, 10000);
   assert_int_equal(cfg->http.drain_timeout_ms, 10000);
   assert_int_equal(cfg->http.max_json_depth, 32);
+  assert_int_equal(cfg->storage.synchronous, DB_SYNC_FULL);
+  assert_int_equal(cfg->cache.max_entries, 100000);
+  assert_int_equal(cfg->cache.max_bytes, 64 * 1048576);
+  assert_int_equal(cfg->cache.ttl_ms, 60000);
+  assert_int_equal(cfg->cache.negative_ttl_ms, 2000);
+  assert_int_equal(cfg->bus.max_attempts, 8);
+  assert_int_equal(cfg->bus.backoff_base_ms, 100);
+  assert_int_equal(cfg->bus.backoff_cap_ms, 30000);
+  assert_int_equal(cfg->bus.poll_interval_ms, 20);
+  assert_int_equal(cfg->bus.backlog_degraded, 1000);
 }
 
 /* --- whole files -------------------------------------------------------- */
@@ -232,6 +242,88 @@ static void test_buffer_not_nul_terminated(void **state) {
   assert_int_equal(cfg.workers, 12);
 }
 
+/* storage, cache and bus: every key set, then each one's errors. */
+static void test_storage_cache_bus_sections(void **state) {
+  struct strata_config cfg;
+  struct config_errors errs;
+
+  (void)state;
+  assert_int_equal(load_text("storage:\n"
+                             "  synchronous: NORMAL\n"
+                             "cache:\n"
+                             "  max_entries: 5000\n"
+                             "  max_bytes: 8m\n"
+                             "  ttl: 250ms\n"
+                             "  negative_ttl: 0s\n"
+                             "bus:\n"
+                             "  max_attempts: 3\n"
+                             "  backoff_base: 5ms\n"
+                             "  backoff_cap: 2s\n"
+                             "  poll_interval: 1ms\n"
+                             "  backlog_degraded: 50\n",
+                             &cfg, &errs),
+                   0);
+  assert_int_equal(errs.count, 0);
+  assert_int_equal(cfg.storage.synchronous, DB_SYNC_NORMAL);
+  assert_int_equal(cfg.cache.max_entries, 5000);
+  assert_int_equal(cfg.cache.max_bytes, 8 * 1048576);
+  assert_int_equal(cfg.cache.ttl_ms, 250);
+  assert_int_equal(cfg.cache.negative_ttl_ms, 0);
+  assert_int_equal(cfg.bus.max_attempts, 3);
+  assert_int_equal(cfg.bus.backoff_base_ms, 5);
+  assert_int_equal(cfg.bus.backoff_cap_ms, 2000);
+  assert_int_equal(cfg.bus.poll_interval_ms, 1);
+  assert_int_equal(cfg.bus.backlog_degraded, 50);
+  /* Untouched sections keep their defaults. */
+  assert_int_equal(cfg.http.max_body_bytes, 1048576);
+  assert_int_equal(load_text("storage:\n  synchronous: full\n", &cfg, &errs), 0);
+  assert_defaults(&cfg);
+
+  expect_only_error("storage:\n  synchronous: off\n", 2,
+                    "storage.synchronous: \"off\" is not a synchronous mode (use full or normal)");
+  expect_only_error("bus:\n  max_attempts: 0\n", 2,
+                    "bus.max_attempts: \"0\" is out of range (1 .. 100)");
+  expect_only_error("bus:\n  max_attempts: 101\n", 2,
+                    "bus.max_attempts: \"101\" is out of range (1 .. 100)");
+  expect_only_error("bus:\n  poll_interval: 0ms\n", 2,
+                    "bus.poll_interval: \"0ms\" is out of range (1ms .. 10s)");
+  expect_only_error("bus:\n  poll_interval: 11s\n", 2,
+                    "bus.poll_interval: \"11s\" is out of range (1ms .. 10s)");
+  expect_only_error("bus:\n  backoff_base: 100\n", 2,
+                    "bus.backoff_base: \"100\" has no unit (add ms, s, m or h, e.g. 10s)");
+  expect_only_error("bus:\n  backoff_cap: 2h\n", 2,
+                    "bus.backoff_cap: \"2h\" is out of range (1ms .. 1h)");
+  expect_only_error("bus:\n  backlog_degraded: 0\n", 2,
+                    "bus.backlog_degraded: \"0\" is out of range (1 .. 1000000000)");
+  expect_only_error("cache:\n  max_entries: 1k\n", 2,
+                    "cache.max_entries: \"1k\" is not a plain number (use digits only, e.g. 100)");
+  expect_only_error("cache:\n  max_bytes: 1k\n", 2,
+                    "cache.max_bytes: \"1k\" is out of range (64k .. 64g)");
+  expect_only_error("cache:\n  ttl: 0s\n", 2, "cache.ttl: \"0s\" is out of range (1ms .. 24h)");
+  expect_only_error("cache:\n  negative_ttl: 2h\n", 2,
+                    "cache.negative_ttl: \"2h\" is out of range (0s .. 1h)");
+  expect_only_error("bus:\n  max_attempt: 3\n", 2,
+                    "unknown key bus.max_attempt; did you mean bus.max_attempts?");
+  expect_only_error("server:\n  ttl: 1s\n", 2, "unknown key server.ttl; did you mean cache.ttl?");
+  expect_only_error("bus: 3\n", 1, "bus must be a mapping of keys, not a value");
+}
+
+static void test_parse_synchronous(void **state) {
+  enum db_sync sync = DB_SYNC_NORMAL;
+
+  (void)state;
+  assert_int_equal(config_parse_synchronous("Full", &sync), 0);
+  assert_int_equal(sync, DB_SYNC_FULL);
+  assert_int_equal(config_parse_synchronous("normal", &sync), 0);
+  assert_int_equal(sync, DB_SYNC_NORMAL);
+  assert_int_equal(config_parse_synchronous("off", &sync), -1);
+  assert_int_equal(config_parse_synchronous("", &sync), -1);
+  assert_int_equal(config_parse_synchronous(NULL, &sync), -1);
+  assert_int_equal(sync, DB_SYNC_NORMAL);
+  assert_string_equal(config_synchronous_name(DB_SYNC_FULL), "full");
+  assert_string_equal(config_synchronous_name(DB_SYNC_NORMAL), "normal");
+}
+
 /* --- each kind of error, with its line ----------------------------------- */
 
 static void test_syntax_error_line(void **state) {
@@ -275,7 +367,8 @@ static void test_unknown_keys(void **state) {
   expect_only_error("server:\n  port: 80\n", 2,
                     "unknown key server.port (expected one of listen, workers, data)");
   expect_only_error("gateway: {}\n", 1,
-                    "unknown key gateway (expected a section: server, log, http)");
+                    "unknown key gateway (expected a section: server, log, http, storage, cache, "
+                    "bus)");
   expect_only_error("log:\n  \"\\x01\": 1\n", 2,
                     "unknown key log.\\x01 (expected one of level)");
 }
@@ -300,9 +393,11 @@ static void test_wrong_node_kinds(void **state) {
   expect_only_error("server: 8080\n", 1, "server must be a mapping of keys, not a value");
   expect_only_error("log:\n  - level\n", 1, "log must be a mapping of keys, not a list");
   expect_only_error("- server\n", 1,
-                    "the file must be a mapping of sections (server, log, http), not a list");
+                    "the file must be a mapping of sections (server, log, http, storage, cache, "
+                    "bus), not a list");
   expect_only_error("just text\n", 1,
-                    "the file must be a mapping of sections (server, log, http), not a value");
+                    "the file must be a mapping of sections (server, log, http, storage, cache, "
+                    "bus), not a value");
   expect_only_error("server:\n  [a]: 1\n", 2, "server: keys must be single values, not a list");
 }
 
@@ -724,6 +819,8 @@ int main(void) {
     cmocka_unit_test(test_wrong_node_kinds),
     cmocka_unit_test(test_missing_values),
     cmocka_unit_test(test_value_errors),
+    cmocka_unit_test(test_storage_cache_bus_sections),
+    cmocka_unit_test(test_parse_synchronous),
     cmocka_unit_test(test_range_errors),
     cmocka_unit_test(test_string_limits),
     cmocka_unit_test(test_multiple_errors_together),

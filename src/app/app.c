@@ -1,0 +1,247 @@
+/* Application wiring; see app.h. */
+#include "app/app.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "bus/bus.h"
+#include "cache/cache.h"
+#include "core/error.h"
+#include "notifications/notifications.h"
+#include "observe/log.h"
+#include "orders/orders.h"
+#include "payments/payments.h"
+#include "users/users.h"
+
+static const char *const db_file[DOMAIN_COUNT] = {"users.db", "orders.db", "payments.db",
+                                                  "notifications.db"};
+static size_t (*const schema_of[DOMAIN_COUNT])(const struct db_migration **) = {
+    users_schema, orders_schema, payments_schema, notifications_schema};
+
+struct app_deferred {
+  app_defer_cb fn;
+  void *arg;
+};
+
+static int mkdir_p(const char *path) {
+  char tmp[1100];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+      return -1;
+    *p = '/';
+  }
+  return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static int open_db(struct app *app, enum app_domain d, struct db **out) {
+  const struct db_migration *steps;
+  size_t n = schema_of[d](&steps);
+  char why[512];
+  if (db_open(app->db_path[d], steps, n, app->sync, out, why, sizeof why) != 0) {
+    log_event(LOG_ERROR, "db_open_failed", NULL, "%s", why);
+    return -1;
+  }
+  return 0;
+}
+
+struct app *app_new(const struct strata_config *cfg) {
+  struct app *app = calloc(1, sizeof *app);
+  if (!app)
+    return NULL;
+  app->cfg = *cfg;
+  app->sync = cfg->storage.synchronous;
+  app->cache_ttl_ms = cfg->cache.ttl_ms;
+  app->negative_ttl_ms = cfg->cache.negative_ttl_ms;
+  if (mkdir_p(cfg->data_dir) != 0) {
+    log_event(LOG_ERROR, "data_dir_failed", NULL, "cannot create %s: %s", cfg->data_dir,
+              strerror(errno));
+    goto fail;
+  }
+  for (int d = 0; d < DOMAIN_COUNT; d++) {
+    snprintf(app->db_path[d], sizeof app->db_path[d], "%s/%s", cfg->data_dir, db_file[d]);
+    struct db *db;
+    if (open_db(app, (enum app_domain)d, &db) != 0) /* migrate once, up front */
+      goto fail;
+    db_close(db);
+  }
+  app->users_cache = cache_lru_new("users", cfg->cache.max_entries, cfg->cache.max_bytes);
+  app->orders_cache = cache_lru_new("orders", cfg->cache.max_entries, cfg->cache.max_bytes);
+  struct bus_config bc;
+  bus_config_from(cfg, &bc);
+  char why[512];
+  app->bus = bus_new(cfg->data_dir, &bc, why, sizeof why);
+  if (!app->bus) {
+    log_event(LOG_ERROR, "bus_failed", NULL, "%s", why);
+    goto fail;
+  }
+  for (int d = DOMAIN_USERS; d <= DOMAIN_PAYMENTS; d++)
+    if (bus_add_outbox(app->bus, app->db_path[d]) != 0)
+      goto fail;
+  if (users_events_register(app) != 0 || orders_events_register(app) != 0 ||
+      notifications_events_register(app) != 0) {
+    log_event(LOG_ERROR, "bus_failed", NULL, "could not register the event consumers");
+    goto fail;
+  }
+  return app;
+fail:
+  app_free(app);
+  return NULL;
+}
+
+void app_free(struct app *app) {
+  if (!app)
+    return;
+  bus_free(app->bus);
+  cache_free(app->users_cache);
+  cache_free(app->orders_cache);
+  free(app);
+}
+
+int app_start(struct app *app) { return bus_start(app->bus) == 0 ? 0 : -1; }
+void app_stop(struct app *app) { bus_stop(app->bus); }
+void app_events_committed(struct app *app) { bus_notify(app->bus); }
+
+/* ---- per-thread contexts ------------------------------------------------ */
+
+static void run_deferred(struct app_ctx *ctx) {
+  while (ctx->n_deferred) {
+    /* Take the queue: a deferred call may defer again (next round). */
+    struct app_deferred *q = ctx->deferred;
+    size_t n = ctx->n_deferred;
+    ctx->deferred = NULL;
+    ctx->n_deferred = ctx->cap_deferred = 0;
+    for (size_t i = 0; i < n; i++)
+      q[i].fn(q[i].arg);
+    free(q);
+  }
+  uv_idle_stop(&ctx->defer_idle);
+}
+
+static void on_defer_check(uv_check_t *h) { run_deferred(h->data); }
+static void on_defer_idle(uv_idle_t *h) { (void)h; }
+
+int app_defer(struct app_ctx *ctx, app_defer_cb fn, void *arg) {
+  if (!ctx->loop)
+    return STRATA_EINTERNAL;
+  if (ctx->n_deferred == ctx->cap_deferred) {
+    size_t cap = ctx->cap_deferred ? ctx->cap_deferred * 2 : 16;
+    struct app_deferred *q = realloc(ctx->deferred, cap * sizeof *q);
+    if (!q)
+      return STRATA_EINTERNAL;
+    ctx->deferred = q;
+    ctx->cap_deferred = cap;
+  }
+  ctx->deferred[ctx->n_deferred++] = (struct app_deferred){fn, arg};
+  uv_idle_start(&ctx->defer_idle, on_defer_idle); /* poll must not block */
+  return 0;
+}
+
+static struct app_ctx *ctx_open(struct app *app, uv_loop_t *loop) {
+  struct app_ctx *ctx = calloc(1, sizeof *ctx);
+  if (!ctx)
+    return NULL;
+  ctx->app = app;
+  ctx->loop = loop;
+  for (int d = 0; d < DOMAIN_COUNT; d++)
+    if (open_db(app, (enum app_domain)d, &ctx->db[d]) != 0)
+      goto fail;
+  return ctx;
+fail:
+  for (int d = 0; d < DOMAIN_COUNT; d++)
+    db_close(ctx->db[d]);
+  free(ctx);
+  return NULL;
+}
+
+struct app_ctx *app_ctx_new(struct app *app, uv_loop_t *loop) {
+  struct app_ctx *ctx = ctx_open(app, loop);
+  if (!ctx)
+    return NULL;
+  for (int d = 0; d < DOMAIN_COUNT; d++)
+    ctx->batch[d] = db_batch_new(loop, ctx->db[d]);
+  uv_check_init(loop, &ctx->defer_check);
+  uv_idle_init(loop, &ctx->defer_idle);
+  ctx->defer_check.data = ctx->defer_idle.data = ctx;
+  uv_check_start(&ctx->defer_check, on_defer_check);
+  uv_unref((uv_handle_t *)&ctx->defer_check);
+  return ctx;
+}
+
+static void on_ctx_handle_closed(uv_handle_t *h) {
+  struct app_ctx *ctx = h->data;
+  if (h == (uv_handle_t *)&ctx->defer_idle) {
+    for (int d = 0; d < DOMAIN_COUNT; d++)
+      db_close(ctx->db[d]);
+    free(ctx->deferred);
+    free(ctx);
+  }
+}
+
+void app_ctx_free(struct app_ctx *ctx) {
+  if (!ctx)
+    return;
+  run_deferred(ctx);
+  /* Batches answer what they still hold (503) before the connections go. */
+  for (int d = 0; d < DOMAIN_COUNT; d++)
+    db_batch_free(ctx->batch[d]);
+  uv_close((uv_handle_t *)&ctx->defer_check, NULL);
+  uv_close((uv_handle_t *)&ctx->defer_idle, on_ctx_handle_closed);
+}
+
+struct app_ctx *app_ctx_for_bus(struct app *app) { return ctx_open(app, NULL); }
+
+void app_ctx_release(void *arg) {
+  struct app_ctx *ctx = arg;
+  if (!ctx)
+    return;
+  for (int d = 0; d < DOMAIN_COUNT; d++)
+    db_close(ctx->db[d]);
+  free(ctx);
+}
+
+/* ---- server hooks and routes ------------------------------------------- */
+
+static int on_worker_start(unsigned index, uv_loop_t *loop, void **data, void *arg) {
+  (void)index;
+  struct app_ctx *ctx = app_ctx_new(arg, loop);
+  *data = ctx;
+  return ctx ? 0 : -1;
+}
+
+static void on_worker_stop(unsigned index, uv_loop_t *loop, void *data, void *arg) {
+  (void)index;
+  (void)loop;
+  (void)arg;
+  app_ctx_free(data);
+}
+
+const struct http_worker_hooks *app_worker_hooks(struct app *app) {
+  static struct http_worker_hooks hooks;
+  hooks.start = on_worker_start;
+  hooks.stop = on_worker_stop;
+  hooks.ctx = app;
+  return &hooks;
+}
+
+extern const char app_openapi_json[];
+extern const size_t app_openapi_json_len;
+
+static void get_openapi(struct http_exchange *ex, void *data) {
+  (void)data;
+  http_respond_json(ex, 200, app_openapi_json, app_openapi_json_len);
+}
+
+int app_routes_register(struct app *app, struct router *r) {
+  if (users_routes_register(app, r) || orders_routes_register(app, r) ||
+      payments_routes_register(app, r) || notifications_routes_register(app, r) ||
+      router_add(r, "GET", "/openapi.json", get_openapi, NULL))
+    return -1;
+  return 0;
+}

@@ -1,0 +1,28 @@
+/* Orders service: the order rules (totals computed here, status moves only
+ * pending -> paid | cancelled), through the cache for reads and the
+ * group-commit batch + outbox for writes. */
+#ifndef STRATA_ORDERS_SERVICE_H
+#define STRATA_ORDERS_SERVICE_H
+
+#include <jansson.h>
+
+#include "app/app.h"
+#include "cache/cache.h"
+#include "orders/repo.h"
+
+/* rc 0 with the order's JSON (in the arena), or a STRATA_E*. */
+typedef void (*orders_done_cb)(int rc, const char *json, size_t len, void *arg);
+
+/* items and strings must live in a until cb has run. */
+int orders_service_create(struct app_ctx *ctx, struct arena *a, const char *user_id,
+                          const char *email, const struct order_item *items, size_t n_items,
+                          orders_done_cb cb, void *arg);
+/* STRATA_ENOT_FOUND, or STRATA_ECONFLICT when the order is not pending. */
+int orders_service_cancel(struct app_ctx *ctx, struct arena *a, const char *id, orders_done_cb cb,
+                          void *arg);
+int orders_service_get(struct app_ctx *ctx, struct arena *a, const char *id, const char **json,
+                       size_t *len, enum cache_result *how);
+int orders_service_list(struct app_ctx *ctx, const char *user_id, const char *status,
+                        const char *after, int limit, json_t **items);
+
+#endif
