@@ -22,6 +22,8 @@ int main(int argc, char **argv) {
     return cli_serve(argc - 2, argv + 2);
   if (strcmp(cmd, "check") == 0)
     return cli_check(argc - 2, argv + 2);
+  if (strcmp(cmd, "events") == 0)
+    return cli_events(argc - 2, argv + 2);
   fprintf(stderr, "strata: unknown command '%s' (see strata --help)\n", cmd);
   return 2;
 }

@@ -174,14 +174,16 @@ struct app_ctx *app_ctx_new(struct app *app, uv_loop_t *loop) {
   return ctx;
 }
 
+/* Both handles must be closed before ctx goes: libuv finishes closes in
+ * an order of its own. */
 static void on_ctx_handle_closed(uv_handle_t *h) {
   struct app_ctx *ctx = h->data;
-  if (h == (uv_handle_t *)&ctx->defer_idle) {
-    for (int d = 0; d < DOMAIN_COUNT; d++)
-      db_close(ctx->db[d]);
-    free(ctx->deferred);
-    free(ctx);
-  }
+  if (--ctx->open_handles > 0)
+    return;
+  for (int d = 0; d < DOMAIN_COUNT; d++)
+    db_close(ctx->db[d]);
+  free(ctx->deferred);
+  free(ctx);
 }
 
 void app_ctx_free(struct app_ctx *ctx) {
@@ -191,7 +193,8 @@ void app_ctx_free(struct app_ctx *ctx) {
   /* Batches answer what they still hold (503) before the connections go. */
   for (int d = 0; d < DOMAIN_COUNT; d++)
     db_batch_free(ctx->batch[d]);
-  uv_close((uv_handle_t *)&ctx->defer_check, NULL);
+  ctx->open_handles = 2;
+  uv_close((uv_handle_t *)&ctx->defer_check, on_ctx_handle_closed);
   uv_close((uv_handle_t *)&ctx->defer_idle, on_ctx_handle_closed);
 }
 

@@ -52,6 +52,7 @@ struct app_ctx {
   uv_idle_t defer_idle;
   struct app_deferred *deferred;
   size_t n_deferred, cap_deferred;
+  int open_handles; /* while closing */
 };
 
 /* Creates the data directory and databases (migrated), the caches and the

@@ -13,9 +13,11 @@ int paging_read(struct http_exchange *ex, const char *id_prefix, struct page *p)
   p->after = NULL;
   const char *limit = http_query_get(ex, "limit");
   if (limit) {
-    char *end;
-    long v = strtol(limit, &end, 10);
-    if (!*limit || *end || v < 1 || v > 100 || limit[0] == '+' || limit[0] == '-') {
+    long v = 0;
+    size_t i = 0;
+    for (; limit[i] >= '0' && limit[i] <= '9' && i < 4; i++)
+      v = v * 10 + (limit[i] - '0');
+    if (i == 0 || limit[i] || v < 1 || v > 100) {
       http_respond_error(ex, STRATA_EVALIDATION, "limit must be an integer from 1 to 100.", "limit");
       return -1;
     }

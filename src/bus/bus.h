@@ -192,7 +192,9 @@ void bus_notify(struct bus *b);
 
 /* The bus thread's loop, for consumers that need libuv handles (timers,
  * group commit) on the thread their handler runs on. Use it only from a
- * handler or cleanup; NULL before bus_start(). */
+ * handler or cleanup; NULL before bus_start() and after bus_stop(). Never
+ * call bus_stop() or bus_free() from a handler (the thread would join
+ * itself). */
 uv_loop_t *bus_loop(struct bus *b);
 
 /* Stops deliveries, releases the leases this process holds (so another

@@ -255,6 +255,7 @@ static struct conn *conn_new(struct worker *w, uint64_t *open) {
     return NULL;
   }
   c->w = w;
+  c->tcp.data = c; /* marks the handle as a connection (server.c) */
   w->n_conns++;
   __atomic_add_fetch(&metrics_server.connections_total, 1, __ATOMIC_RELAXED);
   *open = __atomic_add_fetch(&metrics_server.connections_open, 1, __ATOMIC_RELAXED);

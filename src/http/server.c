@@ -189,14 +189,18 @@ static void close_list(struct conn_list *l, int only_unstarted) {
   }
 }
 
+/* Forced stop: closes the connections and this worker's own handles. Handles
+ * the application added to the loop (batches, timers) are its own to close,
+ * in the stop hook. */
 static void close_everything(uv_handle_t *h, void *arg) {
   struct worker *w = arg;
   if (uv_is_closing(h))
     return;
-  if (h->type == UV_TCP && h != (uv_handle_t *)&w->listener)
-    conn_close((struct conn *)h); /* a conn starts with its uv_tcp_t */
-  else
+  if (h == (uv_handle_t *)&w->listener || h == (uv_handle_t *)&w->wakeup ||
+      h == (uv_handle_t *)&w->sweep || h == (uv_handle_t *)&w->flush)
     uv_close(h, NULL);
+  else if (h->type == UV_TCP && h->data == h)
+    conn_close((struct conn *)h); /* a conn's handle points at itself */
 }
 
 void worker_maybe_finish(struct worker *w) {

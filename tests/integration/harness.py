@@ -46,8 +46,8 @@ class Server:
         self.proc = None
 
     def start(self, timeout=10.0):
-        self.proc = subprocess.Popen(self.cmd, stdout=open(self.log_path, "wb"),
-                                     stderr=open(self.err_path, "wb"), stdin=subprocess.DEVNULL)
+        with open(self.log_path, "ab") as out, open(self.err_path, "ab") as err:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
