@@ -94,6 +94,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	bash bench/http.sh
 	bash bench/memory.sh
+	bash bench/api.sh
 
 check-clang:
 	@$(MAKE) --no-print-directory CC=clang BUILD=build/clang all unit

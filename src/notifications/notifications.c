@@ -174,11 +174,7 @@ static void list_notifications(struct http_exchange *ex, void *data) {
   db_bind_text(st, 1, user_id);
   db_bind_text(st, 2, page.after ? page.after : "");
   db_bind_int(st, 3, page.limit + 1);
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    json_array_append_new(items, json_loads(db_col_text(st, 0), 0, NULL));
-  sqlite3_reset(st);
-  if (rc != SQLITE_DONE) {
+  if (db_collect_json(st, items) < 0) {
     json_decref(items);
     http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
     return;

@@ -89,20 +89,7 @@ int orders_repo_insert(struct db *db, const char *id, const char *user_id, const
 
 int orders_repo_get_json(struct db *db, const char *id, struct arena *a, const char **json,
                          size_t *len) {
-  sqlite3_stmt *st = db_stmt(db, sql_get);
-  if (!st)
-    return STRATA_EINTERNAL;
-  db_bind_text(st, 1, id);
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_DONE)
-    return 0;
-  if (rc != SQLITE_ROW)
-    return STRATA_EINTERNAL;
-  const char *t = db_col_text(st, 0);
-  *len = strlen(t);
-  *json = arena_strndup(a, t, *len);
-  sqlite3_reset(st);
-  return *json ? 1 : STRATA_EINTERNAL;
+  return db_get_text(db, sql_get, id, a, json, len);
 }
 
 int orders_repo_get_fields(struct db *db, const char *id, struct arena *a, const char **user_id,
@@ -148,14 +135,5 @@ int orders_repo_list(struct db *db, const char *user_id, const char *status, con
   db_bind_text(st, 2, status);
   db_bind_text(st, 3, after ? after : "");
   db_bind_int(st, 4, limit);
-  int n = 0, rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    json_t *o = json_loads(db_col_text(st, 0), 0, NULL);
-    if (!o)
-      return STRATA_EINTERNAL;
-    json_array_append_new(items, o);
-    n++;
-  }
-  sqlite3_reset(st);
-  return rc == SQLITE_DONE ? n : STRATA_EINTERNAL;
+  return db_collect_json(st, items);
 }

@@ -144,18 +144,5 @@ int payments_repo_insert(struct db *db, const char *id, const char *order_id, lo
 
 int payments_repo_get_json(struct db *db, const char *id, struct arena *a, const char **json,
                            size_t *len) {
-  sqlite3_stmt *st = db_stmt(db, sql_get);
-  if (!st)
-    return STRATA_EINTERNAL;
-  db_bind_text(st, 1, id);
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_DONE)
-    return 0;
-  if (rc != SQLITE_ROW)
-    return STRATA_EINTERNAL;
-  const char *t = db_col_text(st, 0);
-  *len = strlen(t);
-  *json = arena_strndup(a, t, *len);
-  sqlite3_reset(st);
-  return *json ? 1 : STRATA_EINTERNAL;
+  return db_get_text(db, sql_get, id, a, json, len);
 }

@@ -1,10 +1,15 @@
 /* SQLite connection helper; see db.h. */
 #include "store/db.h"
 
+#include <jansson.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "core/arena.h"
+#include "core/error.h"
 
 struct cached_stmt {
   const char *sql;
@@ -149,4 +154,36 @@ void db_format_time(long long ms, char out[32]) {
   gmtime_r(&s, &tm);
   size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
+}
+
+int db_get_text(struct db *db, const char *sql, const char *key, struct arena *a,
+                const char **out, size_t *len) {
+  sqlite3_stmt *st = db_stmt(db, sql);
+  if (!st)
+    return STRATA_EINTERNAL;
+  db_bind_text(st, 1, key);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE)
+    return 0;
+  if (rc != SQLITE_ROW)
+    return STRATA_EINTERNAL;
+  const char *t = db_col_text(st, 0);
+  *len = strlen(t);
+  *out = arena_strndup(a, t, *len);
+  sqlite3_reset(st);
+  return *out ? 1 : STRATA_EINTERNAL;
+}
+
+int db_collect_json(sqlite3_stmt *st, struct json_t *items) {
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    json_t *v = json_loads(db_col_text(st, 0), 0, NULL);
+    if (!v || json_array_append_new(items, v) != 0) {
+      sqlite3_reset(st);
+      return STRATA_EINTERNAL;
+    }
+    n++;
+  }
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? n : STRATA_EINTERNAL;
 }

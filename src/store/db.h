@@ -61,6 +61,19 @@ int db_bind_int(sqlite3_stmt *st, int i, long long v);
 /* Column text as a C string ("" for NULL). Valid until the next step/reset. */
 const char *db_col_text(sqlite3_stmt *st, int i);
 
+/* Runs sql (a literal with one text parameter ?1 = key) and copies the
+ * first column of the first row into a. Returns 1 (found), 0 (no row) or
+ * STRATA_EINTERNAL. The repositories' "get one as JSON". */
+struct arena;
+int db_get_text(struct db *db, const char *sql, const char *key, struct arena *a,
+                const char **out, size_t *len);
+
+/* Steps st (bound by the caller) to the end, parsing the first column of
+ * each row as JSON and appending it to the jansson array items. Returns the
+ * number of rows or STRATA_EINTERNAL. */
+struct json_t;
+int db_collect_json(sqlite3_stmt *st, struct json_t *items);
+
 /* Milliseconds since the epoch, and the same time as RFC 3339 UTC with
  * milliseconds into out (at least 25 bytes). */
 long long db_now_ms(void);
