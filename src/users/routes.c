@@ -105,7 +105,8 @@ static void get_user(struct http_exchange *ex, void *data) {
   if (rc < 0) {
     http_respond_error(ex, rc, NULL, NULL);
   } else if (rc == 0) {
-    http_add_header(ex, "X-Cache", how == CACHE_MISS ? "MISS" : "HIT");
+    if (id) /* a malformed id never reached the cache */
+      http_add_header(ex, "X-Cache", how == CACHE_MISS ? "MISS" : "HIT");
     http_respond_error(ex, STRATA_ENOT_FOUND, "No user with this id.", NULL);
   } else {
     respond_user(ex, 200, json, len, how == CACHE_MISS ? "MISS" : "HIT");
