@@ -20,6 +20,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "serve") == 0)
     return cli_serve(argc - 2, argv + 2);
+  if (strcmp(cmd, "gateway") == 0)
+    return cli_gateway(argc - 2, argv + 2);
   if (strcmp(cmd, "check") == 0)
     return cli_check(argc - 2, argv + 2);
   if (strcmp(cmd, "events") == 0)

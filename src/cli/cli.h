@@ -9,6 +9,7 @@
 
 int cli_serve(int argc, char **argv);
 int cli_check(int argc, char **argv);
+int cli_gateway(int argc, char **argv);
 int cli_events(int argc, char **argv);
 void cli_usage(FILE *out);
 

@@ -110,6 +110,11 @@ static inline void http_respond_json(struct http_exchange *ex, int status, const
   http_respond(ex, status, "application/json", json, len);
 }
 
+/* For a HEAD request: the Content-Length the answer announces (the length
+ * the GET body would have), when the handler knows it without a body — a
+ * proxy relaying an upstream's HEAD answer. */
+void http_set_head_length(struct http_exchange *ex, uint64_t n);
+
 /* Settings of the server the exchange arrived on (limits, for body checks). */
 const struct http_limits *http_limits_of(struct http_exchange *ex);
 

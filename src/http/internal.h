@@ -52,6 +52,8 @@ struct http_exchange {
   int status;
   size_t bytes_out;
   int head;                /* HEAD: send headers only */
+  int head_length_set;     /* HEAD: Content-Length of the GET answer is known */
+  uint64_t head_length;
   int expect_continue;
   int host_count;
   int te_seen;             /* a Transfer-Encoding header arrived */

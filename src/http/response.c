@@ -62,6 +62,10 @@ void worker_update_date(struct worker *w) {
 
 struct http_request *http_request_of(struct http_exchange *ex) { return &ex->req; }
 void *http_worker_data(struct http_exchange *ex) { return ex->conn->w->data; }
+void http_set_head_length(struct http_exchange *ex, uint64_t n) {
+  ex->head_length = n;
+  ex->head_length_set = 1;
+}
 uv_loop_t *http_loop(struct http_exchange *ex) { return &ex->conn->w->loop; }
 struct arena *http_arena(struct http_exchange *ex) { return ex->arena; }
 const struct http_limits *http_limits_of(struct http_exchange *ex) {
@@ -299,7 +303,7 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
   }
   if (!bodyless) {
     char num[24];
-    size_t nl = u64_to_dec(num, len);
+    size_t nl = u64_to_dec(num, ex->head && ex->head_length_set ? ex->head_length : len);
     strbuf_append(sb, "Content-Length: ", 16);
     strbuf_append(sb, num, nl);
     strbuf_append(sb, "\r\n", 2);

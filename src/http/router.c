@@ -186,6 +186,10 @@ int router_match(const struct router *r, const char *method, size_t method_len, 
     if (!match_route(rt, path, path_len, &tmp))
       continue;
     path_seen = 1;
+    /* HEAD served by an earlier GET route wins over a later wildcard one:
+     * the first route added for the path decides. */
+    if (get_fallback && rt->method[0] == '*')
+      break;
     if (method_is(rt, method, method_len) ||
         (is_head && !get_fallback && strcmp(rt->method, "GET") == 0)) {
       if (!method_is(rt, method, method_len)) {

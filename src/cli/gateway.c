@@ -1,0 +1,129 @@
+/* `strata gateway`: the edge process. This is the no-config form of
+ * `caddy reverse-proxy`: every request goes to one pool made of the
+ * --upstream hosts, with the default policies on (active and passive health
+ * checks, circuit breakers, retries with a budget, timeouts, metrics). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "cli/cli.h"
+#include "core/config.h"
+#include "gateway/gateway.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "observe/log.h"
+#include "observe/metrics.h"
+
+static int parse_ms(const char *v, uint32_t *out) {
+  uint64_t ms;
+  char why[128];
+  if (config_parse_duration_ms(v, &ms, why, sizeof why) != 0 || ms > UINT32_MAX)
+    return -1;
+  *out = (uint32_t)ms;
+  return 0;
+}
+
+int cli_gateway(int argc, char **argv) {
+  struct strata_config cfg;
+  struct gw_settings s;
+  config_defaults(&cfg);
+  gw_settings_defaults(&s);
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    char why[160];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      cli_usage(stdout);
+      return 0;
+    }
+    if (!v) {
+      fprintf(stderr, "strata gateway: '%s' needs a value (see strata --help)\n", a);
+      return 2;
+    }
+    i++;
+    if (strcmp(a, "--listen") == 0) {
+      if (config_parse_listen(v, cfg.listen_host, sizeof cfg.listen_host, &cfg.listen_port, why,
+                              sizeof why) != 0) {
+        fprintf(stderr, "strata gateway: --listen %s: %s\n", v, why);
+        return 2;
+      }
+    } else if (strcmp(a, "--upstream") == 0) {
+      if (s.n_hosts == GW_MAX_HOSTS) {
+        fprintf(stderr, "strata gateway: at most %d upstreams\n", GW_MAX_HOSTS);
+        return 2;
+      }
+      struct gw_host_config *h = &s.hosts[s.n_hosts];
+      if (config_parse_listen(v, h->host, sizeof h->host, &h->port, why, sizeof why) != 0) {
+        fprintf(stderr, "strata gateway: --upstream %s: %s\n", v, why);
+        return 2;
+      }
+      if (strcmp(h->host, "0.0.0.0") == 0)
+        strcpy(h->host, "127.0.0.1");
+      h->weight = 1;
+      s.n_hosts++;
+    } else if (strcmp(a, "--workers") == 0) {
+      char *end;
+      unsigned long n = strtoul(v, &end, 10);
+      if (*end || !*v || n > 256) {
+        fprintf(stderr, "strata gateway: --workers needs a number from 0 to 256\n");
+        return 2;
+      }
+      cfg.workers = (uint32_t)n;
+    } else if (strcmp(a, "--log-level") == 0) {
+      if (config_parse_log_level(v, &cfg.log_level) != 0) {
+        fprintf(stderr, "strata gateway: --log-level must be debug, info, warn, error or off\n");
+        return 2;
+      }
+    } else if (strcmp(a, "--health-interval") == 0) {
+      if (parse_ms(v, &s.health_interval_ms) != 0) {
+        fprintf(stderr, "strata gateway: --health-interval needs a duration such as 1s\n");
+        return 2;
+      }
+    } else if (strcmp(a, "--try-timeout") == 0) {
+      if (parse_ms(v, &s.try_timeout_ms) != 0) {
+        fprintf(stderr, "strata gateway: --try-timeout needs a duration such as 2s\n");
+        return 2;
+      }
+    } else if (strcmp(a, "--timeout") == 0) {
+      if (parse_ms(v, &s.total_timeout_ms) != 0) {
+        fprintf(stderr, "strata gateway: --timeout needs a duration such as 15s\n");
+        return 2;
+      }
+    } else if (strcmp(a, "--trusted-hops") == 0) {
+      s.trusted_hops = (unsigned)atoi(v);
+    } else {
+      fprintf(stderr, "strata gateway: unknown option '%s' (see strata --help)\n", a);
+      return 2;
+    }
+  }
+  if (s.n_hosts == 0) {
+    fprintf(stderr, "strata gateway: give at least one --upstream HOST:PORT\n");
+    return 2;
+  }
+  log_set_level(cfg.log_level);
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  int rc = 1;
+  struct http_server *server = NULL;
+  struct router *router = router_new();
+  struct gateway *g = gateway_new(&cfg, &s);
+  if (!router || !g || gateway_routes_register(g, router) != 0)
+    goto done;
+  server = http_server_new(&cfg, router);
+  if (!server)
+    goto done;
+  http_server_set_worker_hooks(server, gateway_worker_hooks(g));
+  if (gateway_start(g) != 0)
+    goto done;
+  rc = http_server_run(server) == 0 ? 0 : 1;
+done:
+  gateway_stop(g);
+  http_server_free(server);
+  router_free(router);
+  metrics_shutdown();
+  gateway_free(g);
+  return rc;
+}

@@ -1,0 +1,58 @@
+/* Types shared by the gateway's own files (gateway.c, proxy.c, health.c). */
+#ifndef STRATA_GATEWAY_INTERNAL_H
+#define STRATA_GATEWAY_INTERNAL_H
+
+#include <uv.h>
+
+#include "gateway/balancer.h"
+#include "gateway/gateway.h"
+#include "gateway/upstream.h"
+#include "resilience/breaker.h"
+#include "resilience/retry.h"
+
+/* Counters of one upstream host, per worker (summed for /metrics). */
+struct gw_host_stats {
+  uint64_t requests;       /* tries sent */
+  uint64_t responses[5];   /* by status class */
+  uint64_t failures;       /* tries that failed without a usable response */
+  uint64_t retries;        /* tries that were retries */
+  uint64_t breaker_rejected;
+};
+
+struct gw_worker {
+  struct gateway *g;
+  uv_loop_t *loop;
+  unsigned index;
+  struct upstream_host *hosts[GW_MAX_HOSTS];
+  struct breaker breakers[GW_MAX_HOSTS];
+  struct gw_host_stats stats[GW_MAX_HOSTS];
+  struct lb_pool pool;
+  struct retry_budget budget;
+  uint64_t budget_exhausted;
+};
+
+struct gateway {
+  struct strata_config cfg;
+  struct gw_settings s;
+  struct retry_policy retry;
+  struct breaker_config breaker;
+  struct lb_settings lb;
+  int healthy[GW_MAX_HOSTS];        /* active checker's verdict, atomic */
+  struct gw_worker *workers[256];   /* registered by the hooks, for /metrics */
+  unsigned n_workers;
+  uv_mutex_t workers_lock;
+  uv_thread_t checker;
+  uv_loop_t checker_loop;
+  uv_async_t checker_stop;
+  int checker_running;
+  int metrics_registered;
+};
+
+/* proxy.c: the handler of every proxied route. */
+void gw_proxy(struct http_exchange *ex, void *data);
+
+/* health.c: the active checker thread. */
+int gw_health_start(struct gateway *g);
+void gw_health_stop(struct gateway *g);
+
+#endif

@@ -1,0 +1,515 @@
+/* Upstream client and keep-alive pools; see upstream.h.
+ *
+ * NOTES ON THE DESIGN
+ *
+ *   new conn: CONNECTING --connected--> SENDING --written--> WAITING
+ *   idle conn (reused) ----------------^                        |
+ *                                  response complete, keep-alive|
+ *   IDLE <------------------------------------------------------+
+ *     | EOF or stray bytes while idle: closed
+ *   any error, timeout, cancel, no keep-alive: CLOSED
+ *
+ * - A call owns at most one connection; finish() detaches it and either
+ *   parks it in the host's idle list or closes it. Only finish() calls the
+ *   callback, and only from libuv callbacks (or upstream_cancel()).
+ * - Idle connections keep reading: an upstream that closes one is noticed
+ *   at once instead of on the next request.
+ * - Timeouts: one timer per connection covers connect + request + response
+ *   (the per-try timeout); a synchronous connect failure is reported
+ *   through the same timer at 0 ms, so the callback never runs inside
+ *   upstream_request(). */
+#include "gateway/upstream.h"
+
+#include <llhttp.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum uconn_state {
+  UC_CONNECTING = 0, /* TCP connect in progress */
+  UC_SENDING,        /* request being written */
+  UC_WAITING,        /* reading the response */
+  UC_IDLE,           /* parked, keep-alive */
+  UC_CLOSED          /* uv_close called */
+};
+
+struct upstream_conn {
+  uv_tcp_t tcp; /* first: handle pointer == conn pointer */
+  uv_timer_t timer;
+  uv_connect_t connect_req;
+  uv_write_t write_req;
+  struct upstream_host *host;
+  struct upstream_conn *next_idle;
+  struct upstream_call *call;
+  llhttp_t parser;
+  enum uconn_state state;
+  int reused;
+  int got_bytes;
+  int fail_now; /* the timer reports a synchronous failure */
+  int closing_handles;
+};
+
+struct upstream_call {
+  struct upstream_host *host;
+  struct upstream_conn *conn;
+  char *request;
+  size_t len;
+  int head;
+  uint32_t timeout_ms;
+  size_t max_body;
+  struct arena *a;
+  upstream_done_cb cb;
+  void *arg;
+  struct upstream_response resp;
+  unsigned headers_cap;
+  char *field, *value;
+  size_t field_len, value_len;
+  size_t body_cap;
+  int complete;
+  uint64_t started; /* uv_now() at upstream_request() */
+};
+
+struct upstream_host {
+  uv_loop_t *loop;
+  char name[300];
+  struct sockaddr_storage addr;
+  socklen_t addr_len;
+  int addr_ok;
+  struct upstream_conn *idle;
+  unsigned n_idle, max_idle, n_active;
+  uint32_t connect_timeout_ms;
+  int freeing;
+  unsigned open_conns;
+};
+
+static llhttp_settings_t settings;
+static uv_once_t settings_once = UV_ONCE_INIT;
+
+const char *upstream_result_name(int rc) {
+  switch (rc) {
+  case UPSTREAM_OK: return "ok";
+  case UPSTREAM_ECONNECT: return "connect_failure";
+  case UPSTREAM_ESTALE: return "stale_connection";
+  case UPSTREAM_ERESET: return "reset";
+  case UPSTREAM_ETIMEOUT: return "timeout";
+  case UPSTREAM_EPROTO: return "bad_response";
+  default: return "canceled";
+  }
+}
+
+/* ---- connection lifecycle ------------------------------------------------ */
+
+static void on_conn_handle_closed(uv_handle_t *h) {
+  struct upstream_conn *c = h->data;
+  if (--c->closing_handles > 0)
+    return;
+  struct upstream_host *host = c->host;
+  free(c);
+  host->open_conns--;
+  if (host->freeing && host->open_conns == 0)
+    free(host);
+}
+
+static void idle_remove(struct upstream_conn *c) {
+  struct upstream_host *h = c->host;
+  for (struct upstream_conn **p = &h->idle; *p; p = &(*p)->next_idle)
+    if (*p == c) {
+      *p = c->next_idle;
+      h->n_idle--;
+      return;
+    }
+}
+
+static void conn_close(struct upstream_conn *c) {
+  if (c->state == UC_CLOSED)
+    return;
+  if (c->state == UC_IDLE)
+    idle_remove(c);
+  c->state = UC_CLOSED;
+  c->closing_handles = 2;
+  uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+static void on_idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h;
+  buf->base = malloc(suggested);
+  buf->len = buf->base ? suggested : 0;
+}
+
+/* Ends the call: detaches and parks or closes the connection, then the
+ * callback. */
+static void finish(struct upstream_call *call, int rc) {
+  struct upstream_conn *c = call->conn;
+  struct upstream_host *h = call->host;
+  call->conn = NULL;
+  h->n_active--;
+  if (c) {
+    c->call = NULL;
+    uv_timer_stop(&c->timer);
+    int reusable = rc == UPSTREAM_OK && llhttp_should_keep_alive(&c->parser) && !h->freeing &&
+                   h->n_idle < h->max_idle && c->state != UC_CLOSED;
+    if (reusable) {
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
+      c->state = UC_IDLE;
+      c->next_idle = h->idle;
+      h->idle = c;
+      h->n_idle++;
+      uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_idle_read);
+    } else {
+      conn_close(c);
+    }
+  }
+  call->cb(rc, rc == UPSTREAM_OK ? &call->resp : NULL, call->arg);
+}
+
+static void on_idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  free(buf->base);
+  if (nread == 0)
+    return;
+  conn_close((struct upstream_conn *)s); /* closed by the upstream, or bytes nobody asked for */
+}
+
+/* ---- response parsing ----------------------------------------------------- */
+
+#define CALL(p) (((struct upstream_conn *)(p)->data)->call)
+
+static int grow_append(struct arena *a, char **buf, size_t *len, const char *at, size_t n) {
+  char *g = arena_grow(a, *buf, *len + (*buf ? 1 : 0), *len + n + 1);
+  if (!g)
+    return -1;
+  memcpy(g + *len, at, n);
+  *len += n;
+  g[*len] = '\0';
+  *buf = g;
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+  struct upstream_call *call = CALL(p);
+  return call && grow_append(call->a, &call->field, &call->field_len, at, n) == 0 ? 0 : -1;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+  struct upstream_call *call = CALL(p);
+  return call && grow_append(call->a, &call->value, &call->value_len, at, n) == 0 ? 0 : -1;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  struct upstream_call *call = CALL(p);
+  if (!call)
+    return -1;
+  struct upstream_response *r = &call->resp;
+  const char *v = call->value ? call->value : "";
+  size_t vlen = call->value_len;
+  for (size_t i = 0; i < vlen; i++)
+    if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
+      return -1; /* folded or broken header line */
+  if (call->field_len == 0 || r->n_headers >= 200)
+    return -1;
+  while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+    vlen--;
+  if (r->n_headers == call->headers_cap) {
+    unsigned cap = call->headers_cap ? call->headers_cap * 2 : 16;
+    struct http_header *hs = arena_grow(call->a, r->headers, call->headers_cap * sizeof *hs,
+                                        cap * sizeof *hs);
+    if (!hs)
+      return -1;
+    r->headers = hs;
+    call->headers_cap = cap;
+  }
+  struct http_header *h = &r->headers[r->n_headers++];
+  h->name = call->field;
+  h->name_len = call->field_len;
+  h->value = v;
+  h->value_len = vlen;
+  call->field = call->value = NULL;
+  call->field_len = call->value_len = 0;
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  struct upstream_call *call = CALL(p);
+  if (!call)
+    return -1;
+  call->resp.status = p->status_code;
+  if (p->flags & F_CONTENT_LENGTH) {
+    call->resp.has_content_length = 1;
+    call->resp.content_length = p->content_length;
+    if (p->content_length > call->max_body && !call->head)
+      return -1;
+  }
+  /* The answer to a HEAD has headers only, whatever they announce. */
+  return call->head && p->status_code >= 200 ? 1 : 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  struct upstream_call *call = CALL(p);
+  if (!call || call->resp.body_len + n > call->max_body)
+    return -1;
+  struct upstream_response *r = &call->resp;
+  if (r->body_len + n + 1 > call->body_cap) {
+    size_t cap = call->body_cap ? call->body_cap * 2 : 4096;
+    while (cap < r->body_len + n + 1)
+      cap *= 2;
+    char *b = arena_grow(call->a, (char *)r->body, call->body_cap, cap);
+    if (!b)
+      return -1;
+    r->body = b;
+    call->body_cap = cap;
+  }
+  memcpy((char *)r->body + r->body_len, at, n);
+  r->body_len += n;
+  ((char *)r->body)[r->body_len] = '\0';
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  struct upstream_call *call = CALL(p);
+  if (!call)
+    return -1;
+  int status = p->status_code;
+  if (status >= 100 && status < 200 && status != 101) {
+    /* an interim answer (100 Continue, 103): the real one follows */
+    memset(&call->resp, 0, sizeof call->resp);
+    call->headers_cap = 0;
+    call->body_cap = 0;
+    return 0;
+  }
+  call->complete = 1;
+  return HPE_PAUSED;
+}
+
+static void init_settings(void) {
+  llhttp_settings_init(&settings);
+  settings.on_header_field = on_header_field;
+  settings.on_header_value = on_header_value;
+  settings.on_header_value_complete = on_header_value_complete;
+  settings.on_headers_complete = on_headers_complete;
+  settings.on_body = on_body;
+  settings.on_message_complete = on_message_complete;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  struct upstream_conn *c = (struct upstream_conn *)s;
+  struct upstream_call *call = c->call;
+  if (!call) {
+    free(buf->base);
+    conn_close(c);
+    return;
+  }
+  if (nread > 0) {
+    c->got_bytes = 1;
+    llhttp_errno_t e = llhttp_execute(&c->parser, buf->base, (size_t)nread);
+    int trailing = e == HPE_PAUSED && llhttp_get_error_pos(&c->parser) < buf->base + nread;
+    if (e == HPE_PAUSED && call->complete) {
+      if (trailing)
+        conn_close(c); /* bytes after the response: the connection is not to be trusted */
+      finish(call, UPSTREAM_OK);
+    } else if (e != HPE_OK) {
+      conn_close(c);
+      finish(call, UPSTREAM_EPROTO);
+    }
+    free(buf->base);
+    return;
+  }
+  free(buf->base);
+  if (nread == 0)
+    return;
+  /* EOF or error */
+  if (nread == UV_EOF && c->got_bytes && llhttp_finish(&c->parser) == HPE_OK && call->complete) {
+    conn_close(c); /* a body delimited by close */
+    finish(call, UPSTREAM_OK);
+    return;
+  }
+  int rc = !c->got_bytes && c->reused ? UPSTREAM_ESTALE
+           : c->got_bytes && nread == UV_EOF ? UPSTREAM_EPROTO /* truncated response */
+                                             : UPSTREAM_ERESET;
+  conn_close(c);
+  finish(call, rc);
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+static void on_written(uv_write_t *req, int status) {
+  struct upstream_conn *c = req->data;
+  struct upstream_call *call = c->call;
+  if (!call || c->state == UC_CLOSED)
+    return;
+  if (status < 0) {
+    int rc = c->reused ? UPSTREAM_ESTALE : UPSTREAM_ERESET;
+    conn_close(c);
+    finish(call, rc);
+    return;
+  }
+  c->state = UC_WAITING;
+}
+
+static void send_request(struct upstream_conn *c) {
+  struct upstream_call *call = c->call;
+  c->state = UC_SENDING;
+  c->got_bytes = 0;
+  c->write_req.data = c;
+  uv_buf_t b = uv_buf_init(call->request, (unsigned)call->len);
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0 ||
+      uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
+    c->fail_now = c->reused ? UPSTREAM_ESTALE : UPSTREAM_ERESET; /* the caller reports it */
+}
+
+static void on_timer(uv_timer_t *t) {
+  struct upstream_conn *c = t->data;
+  struct upstream_call *call = c->call;
+  if (!call)
+    return;
+  int rc = c->fail_now ? c->fail_now : c->state == UC_CONNECTING ? UPSTREAM_ECONNECT : UPSTREAM_ETIMEOUT;
+  conn_close(c);
+  finish(call, rc);
+}
+
+static void on_connected(uv_connect_t *req, int status) {
+  struct upstream_conn *c = req->data;
+  struct upstream_call *call = c->call;
+  if (c->state == UC_CLOSED || !call)
+    return;
+  if (status < 0) {
+    conn_close(c);
+    finish(call, UPSTREAM_ECONNECT);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  send_request(c);
+  if (c->fail_now) {
+    uv_timer_start(&c->timer, on_timer, 0, 0);
+    return;
+  }
+  /* Connected under the connect timeout: the rest of the per-try timeout
+   * (counted from the start of the call) now applies. */
+  uint64_t elapsed = uv_now(c->host->loop) - call->started;
+  uv_timer_start(&c->timer, on_timer, elapsed < call->timeout_ms ? call->timeout_ms - elapsed : 0, 0);
+}
+
+static struct upstream_conn *conn_new(struct upstream_host *h) {
+  struct upstream_conn *c = calloc(1, sizeof *c);
+  if (!c)
+    return NULL;
+  c->host = h;
+  uv_tcp_init(h->loop, &c->tcp);
+  uv_timer_init(h->loop, &c->timer);
+  c->tcp.data = c->timer.data = c;
+  llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
+  c->parser.data = c;
+  h->open_conns++;
+  return c;
+}
+
+int upstream_request(struct upstream_host *h, const char *request, size_t len, int head_request,
+                     uint32_t timeout_ms, size_t max_body, struct arena *a, upstream_done_cb cb,
+                     void *arg, struct upstream_call **out) {
+  uv_once(&settings_once, init_settings);
+  if (h->freeing)
+    return -1;
+  struct upstream_call *call = arena_alloc(a, sizeof *call);
+  char *copy = arena_alloc(a, len);
+  if (!call || !copy)
+    return -1;
+  memset(call, 0, sizeof *call);
+  memcpy(copy, request, len);
+  call->host = h;
+  call->request = copy;
+  call->len = len;
+  call->head = head_request;
+  call->timeout_ms = timeout_ms;
+  call->max_body = max_body;
+  call->a = a;
+  call->cb = cb;
+  call->arg = arg;
+  call->started = uv_now(h->loop);
+  struct upstream_conn *c = h->idle;
+  if (c) {
+    h->idle = c->next_idle;
+    h->n_idle--;
+    c->reused = 1;
+  } else {
+    c = conn_new(h);
+    if (!c)
+      return -1;
+  }
+  c->call = call;
+  c->fail_now = 0;
+  call->conn = c;
+  h->n_active++;
+  if (out)
+    *out = call;
+  c->parser.data = c;
+  uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
+  if (c->reused) {
+    send_request(c);
+    if (c->fail_now)
+      uv_timer_start(&c->timer, on_timer, 0, 0);
+    return 0;
+  }
+  c->state = UC_CONNECTING;
+  c->connect_req.data = c;
+  if (!h->addr_ok ||
+      uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&h->addr, on_connected) != 0) {
+    c->fail_now = UPSTREAM_ECONNECT;
+    uv_timer_start(&c->timer, on_timer, 0, 0);
+    return 0;
+  }
+  if (h->connect_timeout_ms && h->connect_timeout_ms < timeout_ms)
+    uv_timer_start(&c->timer, on_timer, h->connect_timeout_ms, 0); /* re-armed in on_connected */
+  return 0;
+}
+
+void upstream_cancel(struct upstream_call *call) {
+  if (!call || !call->conn)
+    return;
+  conn_close(call->conn);
+  finish(call, UPSTREAM_ECANCELED);
+}
+
+/* ---- hosts ---------------------------------------------------------------- */
+
+struct upstream_host *upstream_host_new(uv_loop_t *loop, const char *host, uint16_t port,
+                                        unsigned max_idle, uint32_t connect_timeout_ms) {
+  uv_once(&settings_once, init_settings);
+  struct upstream_host *h = calloc(1, sizeof *h);
+  if (!h)
+    return NULL;
+  h->loop = loop;
+  h->max_idle = max_idle;
+  h->connect_timeout_ms = connect_timeout_ms;
+  snprintf(h->name, sizeof h->name, "%s:%u", host, (unsigned)port);
+  struct addrinfo hints = {0}, *res = NULL;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  char portstr[8];
+  snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
+  if (getaddrinfo(host, portstr, &hints, &res) == 0 && res) {
+    memcpy(&h->addr, res->ai_addr, res->ai_addrlen);
+    h->addr_len = res->ai_addrlen;
+    h->addr_ok = 1;
+  }
+  if (res)
+    freeaddrinfo(res);
+  return h;
+}
+
+void upstream_host_free(struct upstream_host *h) {
+  if (!h)
+    return;
+  h->freeing = 1;
+  while (h->idle)
+    conn_close(h->idle);
+  if (h->open_conns == 0)
+    free(h);
+}
+
+const char *upstream_host_name(const struct upstream_host *h) { return h->name; }
+unsigned upstream_host_idle(const struct upstream_host *h) { return h->n_idle; }
+unsigned upstream_host_active(const struct upstream_host *h) { return h->n_active; }
