@@ -8,7 +8,7 @@
 CC      ?= cc
 SAN     ?= 0
 BUILD   ?= build/$(if $(filter 1,$(SAN)),san,rel)
-PKGS    := libuv jansson yaml-0.1 sqlite3
+PKGS    := libuv jansson yaml-0.1 sqlite3 libjwt libcrypto
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 

@@ -10,7 +10,7 @@ set -euo pipefail
 pkgs=(
   gcc clang make pkg-config ca-certificates
   libuv1-dev node-llhttp libjansson-dev libyaml-dev libsqlite3-dev
-  libcmocka-dev libclang-rt-14-dev
+  libcmocka-dev libclang-rt-14-dev libjwt-dev libssl-dev
   python3 curl valgrind prometheus
 )
 if [ "${1:-}" = bench ]; then

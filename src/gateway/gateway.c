@@ -186,8 +186,12 @@ static int on_worker_start(unsigned index, uv_loop_t *loop, void **data, void *a
     free(w);
     return -1;
   }
+  /* Every worker keeps its own budget: share the floor of retries per
+   * second among them, so the process as a whole keeps to it. */
   struct retry_budget_config bc;
   retry_budget_config_default(&bc);
+  unsigned n = g->cfg.workers ? g->cfg.workers : (unsigned)uv_available_parallelism();
+  bc.min_per_s = bc.min_per_s / (n ? n : 1) ? bc.min_per_s / (n ? n : 1) : 1;
   retry_budget_init(&w->budget, &bc);
   uv_mutex_lock(&g->workers_lock);
   if (g->n_workers < sizeof g->workers / sizeof g->workers[0])
