@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "app/trust.h"
 #include "cli/cli.h"
 #include "core/config.h"
 #include "gateway/gateway.h"
@@ -87,6 +88,11 @@ int cli_gateway(int argc, char **argv) {
     } else if (strcmp(a, "--timeout") == 0) {
       if (parse_ms(v, &s.total_timeout_ms) != 0) {
         fprintf(stderr, "strata gateway: --timeout needs a duration such as 15s\n");
+        return 2;
+      }
+    } else if (strcmp(a, "--identity-secret-file") == 0) {
+      if (trust_read_secret(v, s.identity_secret, sizeof s.identity_secret, why, sizeof why) != 0) {
+        fprintf(stderr, "strata gateway: --identity-secret-file: %s\n", why);
         return 2;
       }
     } else if (strcmp(a, "--trusted-hops") == 0) {

@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include "app/app.h"
+#include "app/trust.h"
 #include "cli/cli.h"
 #include "core/config.h"
 #include "http/router.h"
@@ -42,6 +43,8 @@ static int print_config_errors(const char *path, const struct config_errors *err
 int cli_serve(int argc, char **argv) {
   struct strata_config cfg;
   config_defaults(&cfg);
+  static char identity_secret[512]; /* outlives the server: the filter reads it */
+  identity_secret[0] = '\0';
   const char *config_path = NULL;
   /* The file first, flags over it: find --config before the rest. */
   for (int i = 0; i < argc; i++)
@@ -86,6 +89,12 @@ int cli_serve(int argc, char **argv) {
         return 2;
       }
       i++;
+    } else if (strcmp(a, "--identity-secret-file") == 0 && v) {
+      if (trust_read_secret(v, identity_secret, sizeof identity_secret, why, sizeof why) != 0) {
+        fprintf(stderr, "strata serve: --identity-secret-file: %s\n", why);
+        return 2;
+      }
+      i++;
     } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       cli_usage(stdout);
       return 0;
@@ -116,6 +125,8 @@ int cli_serve(int argc, char **argv) {
   if (!server)
     goto done;
   http_server_set_worker_hooks(server, app_worker_hooks(app));
+  if (identity_secret[0])
+    http_server_set_filter(server, trust_filter, identity_secret);
   if (app_start(app) != 0)
     goto done;
   rc = http_server_run(server) == 0 ? 0 : 1;

@@ -37,6 +37,7 @@ struct gw_settings {
   unsigned trusted_hops;         /* X-Forwarded-For / Forwarded entries to keep */
   unsigned max_idle_per_host;    /* keep-alive connections per host per worker */
   size_t max_response_bytes;
+  char identity_secret[512];     /* signs X-Strata-Identity-* upstream; "" = off */
 };
 
 void gw_settings_defaults(struct gw_settings *s);

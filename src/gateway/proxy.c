@@ -28,6 +28,7 @@
 
 #include "core/error.h"
 #include "core/strbuf.h"
+#include "gateway/identity.h"
 #include "gateway/internal.h"
 #include "observe/log.h"
 #include "observe/trace.h"
@@ -68,6 +69,8 @@ static int never_forwarded(const struct http_header *h, int request) {
   for (int i = 0; hop[i]; i++)
     if (name_is(h, hop[i]))
       return 1;
+  if (request && identity_is_reserved_header(h->name, h->name_len))
+    return 1;
   const char *const *ours = request ? ours_req : ours_resp;
   for (int i = 0; ours[i]; i++)
     if (name_is(h, ours[i]))
@@ -211,6 +214,16 @@ static int build_request(struct proxy_call *call) {
   uint64_t budget = deadline_try_ms(&call->w->g->retry, call->deadline, uv_now(call->w->loop));
   if (budget != UINT64_MAX)
     strbuf_printf(&sb, "\r\n%s: %llu", DEADLINE_HEADER, (unsigned long long)budget);
+  if (s->identity_secret[0]) {
+    /* Services configured with the same secret refuse anything unsigned. */
+    char lines[IDENTITY_HEADERS_MAX];
+    size_t n = identity_headers(s->identity_secret, NULL, req->method, req->path, req->request_id,
+                                (uint64_t)time(NULL), lines, sizeof lines);
+    if (n >= 2) {
+      strbuf_puts(&sb, "\r\n");
+      strbuf_append(&sb, lines, n - 2); /* the block ends in CRLF; ours adds it below */
+    }
+  }
   if (req->body_len || strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0 ||
       strcmp(req->method, "PATCH") == 0)
     strbuf_printf(&sb, "\r\nContent-Length: %zu", req->body_len);

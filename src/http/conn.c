@@ -715,6 +715,9 @@ static void dispatch(struct conn *c) {
   memcpy(req->params, ex->route.params, sizeof req->params);
   req->n_params = ex->route.n_params;
   ex->dispatched = 1;
+  struct http_server *srv = w->server;
+  if (srv->filter && srv->filter(ex, srv->filter_ctx) != 0)
+    return;
   ex->route.handler(ex, ex->route.data);
 }
 

@@ -147,6 +147,8 @@ struct http_server {
   int draining; /* read by readiness checks on any thread */
   int force;
   struct http_worker_hooks hooks;
+  http_filter_cb filter;
+  void *filter_ctx;
 };
 
 /* conn.c */

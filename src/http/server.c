@@ -239,6 +239,11 @@ static void on_wakeup(uv_async_t *a) {
   worker_maybe_finish(w);
 }
 
+void http_server_set_filter(struct http_server *s, http_filter_cb filter, void *ctx) {
+  s->filter = filter;
+  s->filter_ctx = ctx;
+}
+
 void http_server_set_worker_hooks(struct http_server *s, const struct http_worker_hooks *hooks) {
   s->hooks = *hooks;
 }

@@ -27,6 +27,12 @@ struct http_worker_hooks {
   void *ctx;
 };
 
+/* A check every routed request passes before its handler: returns 0 to
+ * let it through, or answers the exchange itself (an error) and returns
+ * non-zero. Runs on the worker thread. */
+typedef int (*http_filter_cb)(struct http_exchange *ex, void *ctx);
+void http_server_set_filter(struct http_server *s, http_filter_cb filter, void *ctx);
+
 /* Sets the hooks; call before http_server_run(). */
 void http_server_set_worker_hooks(struct http_server *s, const struct http_worker_hooks *hooks);
 
