@@ -160,6 +160,10 @@ static void finish(struct upstream_call *call, int rc) {
       h->idle = c;
       h->n_idle++;
       uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_idle_read);
+      /* A parked connection must not keep the worker's loop alive: a
+       * draining worker ends when its clients are gone. */
+      uv_unref((uv_handle_t *)&c->tcp);
+      uv_unref((uv_handle_t *)&c->timer);
     } else {
       conn_close(c);
     }
@@ -434,6 +438,8 @@ int upstream_request(struct upstream_host *h, const char *request, size_t len, i
     h->idle = c->next_idle;
     h->n_idle--;
     c->reused = 1;
+    uv_ref((uv_handle_t *)&c->tcp);
+    uv_ref((uv_handle_t *)&c->timer);
   } else {
     c = conn_new(h);
     if (!c)

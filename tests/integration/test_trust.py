@@ -36,8 +36,9 @@ class Trust(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.gw.terminate()
-        cls.gw.wait(10)
+        rc = cls.gw.wait(10)  # parked upstream connections must not hold the drain
         cls.svc.stop()
+        assert rc == 0, f"gateway exited {rc} on SIGTERM"
 
     def test_direct_request_is_refused(self):
         status, headers, body = self.svc.http("GET", "/api/users")
