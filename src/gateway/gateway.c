@@ -181,6 +181,7 @@ static int on_worker_start(unsigned index, uv_loop_t *loop, void **data, void *a
     breaker_init(&w->breakers[i], &g->breaker);
     breaker_set_transition_cb(&w->breakers[i], on_breaker_change,
                               (void *)upstream_host_name(w->hosts[i]));
+    w->seen_healthy[i] = 1;
   }
   if (lb_pool_init(&w->pool, hc, g->s.n_hosts, &g->lb) != 0) {
     free(w);
@@ -227,10 +228,23 @@ const struct http_worker_hooks *gateway_worker_hooks(struct gateway *g) {
   return &hooks;
 }
 
-/* The checker's verdicts reach this worker's balancer before each pick. */
+/* The checker's verdicts reach this worker's balancer before each pick. A
+ * host the checker sees come back also gets its breaker closed: the checks
+ * are the better evidence, and traffic should return within two check
+ * intervals, not after the breaker's own cool-down. */
 static void sync_health(struct gw_worker *w) {
-  for (unsigned i = 0; i < w->g->s.n_hosts; i++)
-    lb_set_healthy(&w->pool, (int)i, __atomic_load_n(&w->g->healthy[i], __ATOMIC_RELAXED));
+  for (unsigned i = 0; i < w->g->s.n_hosts; i++) {
+    int healthy = __atomic_load_n(&w->g->healthy[i], __ATOMIC_RELAXED);
+    if (healthy && !w->seen_healthy[i] && breaker_state(&w->breakers[i]) != BREAKER_CLOSED) {
+      breaker_init(&w->breakers[i], &w->g->breaker);
+      breaker_set_transition_cb(&w->breakers[i], on_breaker_change,
+                                (void *)upstream_host_name(w->hosts[i]));
+      log_event(LOG_INFO, "breaker", NULL, "%s: closed (the health checks pass again)",
+                upstream_host_name(w->hosts[i]));
+    }
+    w->seen_healthy[i] = healthy;
+    lb_set_healthy(&w->pool, (int)i, healthy);
+  }
 }
 
 static void proxy_route(struct http_exchange *ex, void *data) {

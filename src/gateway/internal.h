@@ -25,6 +25,7 @@ struct gw_worker {
   unsigned index;
   struct upstream_host *hosts[GW_MAX_HOSTS];
   struct breaker breakers[GW_MAX_HOSTS];
+  int seen_healthy[GW_MAX_HOSTS];      /* the checker's verdict at the last sync */
   struct gw_host_stats stats[GW_MAX_HOSTS];
   struct lb_pool pool;
   struct retry_budget budget;

@@ -305,8 +305,11 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
   uint32_t took = (uint32_t)(now - call->try_started);
   lb_end(&w->pool, host);
   int ok = rc == UPSTREAM_OK && r->status < 500;
-  breaker_report(&w->breakers[host], now, ok, took);
-  lb_report(&w->pool, host, ok, now);
+  if (rc != UPSTREAM_ESTALE && rc != UPSTREAM_ECANCELED) {
+    /* a stale pooled connection says nothing about the host's health */
+    breaker_report(&w->breakers[host], now, ok, took);
+    lb_report(&w->pool, host, ok, now);
+  }
   if (rc == UPSTREAM_OK)
     w->stats[host].responses[r->status / 100 - 1 < 5 ? r->status / 100 - 1 : 4]++;
   else
@@ -323,9 +326,10 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
                    retry_should(pol, cause_of(rc), rc == UPSTREAM_OK ? r->status : 0));
   if (retryable && call->attempt + 1 < w->g->retry.max_attempts && now < call->deadline &&
       (rc == UPSTREAM_ESTALE || retry_budget_try(&w->budget, now))) {
-    uint64_t delay = rc == UPSTREAM_ESTALE ? 0
-                                           : retry_backoff_ms(&w->g->retry, call->attempt,
-                                                              trace_random64());
+    /* Nothing reached the host (a stale connection, a refused connect):
+     * go to the next one at once; backoff is for hosts that are busy. */
+    uint64_t delay = nothing_sent ? 0
+                                  : retry_backoff_ms(&w->g->retry, call->attempt, trace_random64());
     if (rc == UPSTREAM_OK) {
       size_t len = 0;
       for (unsigned i = 0; i < r->n_headers; i++)
@@ -357,7 +361,7 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
     fail(call, STRATA_EBAD_GATEWAY, "The upstream sent a malformed response.");
     break;
   case UPSTREAM_ECONNECT:
-    fail(call, STRATA_EBAD_GATEWAY, "No upstream host could be reached.");
+    fail(call, STRATA_EUNAVAILABLE, "No upstream host could be reached.");
     break;
   default:
     fail(call, STRATA_EBAD_GATEWAY, "The upstream connection failed.");

@@ -48,6 +48,10 @@ struct upstream_conn {
   int reused;
   int got_bytes;
   int fail_now; /* the timer reports a synchronous failure */
+  int in_head;  /* still reading a header section: bare LFs are refused */
+  const char *read_start; /* the buffer llhttp is running over */
+  char prev;    /* the byte before this read, for that check */
+  unsigned eoh; /* how much of the ending CR LF CR LF the last read ended with */
   int closing_handles;
 };
 
@@ -66,6 +70,8 @@ struct upstream_call {
   unsigned headers_cap;
   char *field, *value;
   size_t field_len, value_len;
+  int value_spans;   /* on_header_value calls for the current value */
+  int chunked_seen;  /* a Transfer-Encoding named chunked */
   size_t body_cap;
   int complete;
   uint64_t started; /* uv_now() at upstream_request() */
@@ -200,7 +206,22 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   struct upstream_call *call = CALL(p);
-  return call && grow_append(call->a, &call->value, &call->value_len, at, n) == 0 ? 0 : -1;
+  struct upstream_conn *c = p->data;
+  if (!call || n == 0)
+    return call ? 0 : -1;
+  /* obs-fold, refused as in requests (RFC 9112 5.2): llhttp hands a folded
+   * line over as another span of the value, or, after an empty value, as a
+   * first span that begins right after "LF SP". */
+  if (call->value_spans++ && at != c->read_start)
+    return -1;
+  if (call->value_spans == 1) {
+    const char *q = at;
+    while (q > c->read_start && (q[-1] == ' ' || q[-1] == '\t'))
+      q--;
+    if (q > c->read_start && q[-1] == '\n')
+      return -1;
+  }
+  return grow_append(call->a, &call->value, &call->value_len, at, n) == 0 ? 0 : -1;
 }
 
 static int on_header_value_complete(llhttp_t *p) {
@@ -210,6 +231,13 @@ static int on_header_value_complete(llhttp_t *p) {
   struct upstream_response *r = &call->resp;
   const char *v = call->value ? call->value : "";
   size_t vlen = call->value_len;
+  call->value_spans = 0;
+  if (call->field_len == 17 && strncasecmp(call->field, "transfer-encoding", 17) == 0) {
+    /* "chunked" more than once is malformed (RFC 9112 6.1) */
+    for (const char *q = v; (q = strcasestr(q, "chunked")); q += 7)
+      if (call->chunked_seen++)
+        return -1;
+  }
   for (size_t i = 0; i < vlen; i++)
     if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
       return -1; /* folded or broken header line */
@@ -238,8 +266,9 @@ static int on_header_value_complete(llhttp_t *p) {
 
 static int on_headers_complete(llhttp_t *p) {
   struct upstream_call *call = CALL(p);
-  if (!call)
-    return -1;
+  if (!call || p->http_major != 1)
+    return -1; /* an HTTP/1.1 client talks to HTTP/1.x servers only */
+  ((struct upstream_conn *)p->data)->in_head = 0;
   call->resp.status = p->status_code;
   if (p->flags & F_CONTENT_LENGTH) {
     call->resp.has_content_length = 1;
@@ -282,6 +311,8 @@ static int on_message_complete(llhttp_t *p) {
     memset(&call->resp, 0, sizeof call->resp);
     call->headers_cap = 0;
     call->body_cap = 0;
+    call->chunked_seen = 0;
+    ((struct upstream_conn *)p->data)->in_head = 1;
     return 0;
   }
   call->complete = 1;
@@ -308,6 +339,29 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (nread > 0) {
     c->got_bytes = 1;
+    if (c->in_head) {
+      /* A header section ends its lines with CRLF; a bare LF is refused as
+       * it is in requests. The section ends at the empty line. */
+      const char *b = buf->base;
+      char prev = c->prev;
+      unsigned st = c->eoh; /* progress through CR LF CR LF */
+      for (ssize_t i = 0; i < nread; i++) {
+        char ch = b[i];
+        if (ch == '\n' && prev != '\r') {
+          free(buf->base);
+          conn_close(c);
+          finish(call, UPSTREAM_EPROTO);
+          return;
+        }
+        st = ch == '\r' ? (st == 2 ? 3 : 1) : ch == '\n' ? (st == 1 ? 2 : st == 3 ? 4 : 0) : 0;
+        prev = ch;
+        if (st == 4)
+          break; /* the empty line: the body may hold anything */
+      }
+      c->eoh = st == 4 ? 0 : st;
+      c->prev = prev;
+    }
+    c->read_start = buf->base;
     llhttp_errno_t e = llhttp_execute(&c->parser, buf->base, (size_t)nread);
     int trailing = e == HPE_PAUSED && llhttp_get_error_pos(&c->parser) < buf->base + nread;
     if (e == HPE_PAUSED && call->complete) {
@@ -357,6 +411,9 @@ static void send_request(struct upstream_conn *c) {
   struct upstream_call *call = c->call;
   c->state = UC_SENDING;
   c->got_bytes = 0;
+  c->in_head = 1;
+  c->prev = '\0';
+  c->eoh = 0;
   c->write_req.data = c;
   uv_buf_t b = uv_buf_init(call->request, (unsigned)call->len);
   uv_read_stop((uv_stream_t *)&c->tcp);
