@@ -16,6 +16,30 @@
 #include "observe/log.h"
 #include "observe/metrics.h"
 
+/* "100/s", "6000/m", "10/h", optionally ":BURST" ("100/s:200"). */
+static int parse_rate(const char *v, struct ratelimit_policy *out) {
+  char unit = 0;
+  unsigned long rate = 0, burst = 0;
+  int used = 0;
+  if (sscanf(v, "%lu/%c%n", &rate, &unit, &used) != 2 || rate == 0 || rate > 1000000000UL)
+    return -1;
+  if (v[used] == ':' && (sscanf(v + used + 1, "%lu", &burst) != 1 || burst == 0))
+    return -1;
+  else if (v[used] && v[used] != ':')
+    return -1;
+  out->rate = (uint32_t)rate;
+  out->period_ms = unit == 's' ? 1000 : unit == 'm' ? 60000 : unit == 'h' ? 3600000 : 0;
+  out->burst = (uint32_t)burst;
+  return out->period_ms ? ratelimit_policy_check(out) : -1;
+}
+
+static int copy_arg(char *dst, size_t cap, const char *v) {
+  if (strlen(v) >= cap)
+    return -1;
+  strcpy(dst, v);
+  return 0;
+}
+
 static int parse_ms(const char *v, uint32_t *out) {
   uint64_t ms;
   char why[128];
@@ -93,6 +117,25 @@ int cli_gateway(int argc, char **argv) {
     } else if (strcmp(a, "--identity-secret-file") == 0) {
       if (trust_read_secret(v, s.identity_secret, sizeof s.identity_secret, why, sizeof why) != 0) {
         fprintf(stderr, "strata gateway: --identity-secret-file: %s\n", why);
+        return 2;
+      }
+    } else if (strcmp(a, "--rate-limit") == 0) {
+      if (parse_rate(v, &s.rate) != 0) {
+        fprintf(stderr, "strata gateway: --rate-limit wants RATE/s|m|h[:BURST], e.g. 100/s:200\n");
+        return 2;
+      }
+    } else if (strcmp(a, "--api-keys") == 0 || strcmp(a, "--jwt-hs256-secret-file") == 0 ||
+               strcmp(a, "--jwt-rs256-public-key") == 0 || strcmp(a, "--jwt-es256-public-key") == 0 ||
+               strcmp(a, "--jwt-issuer") == 0 || strcmp(a, "--jwt-audience") == 0) {
+      char *dst = strcmp(a, "--api-keys") == 0               ? s.api_keys_file
+                  : strcmp(a, "--jwt-hs256-secret-file") == 0 ? s.jwt_hs256_secret_file
+                  : strcmp(a, "--jwt-rs256-public-key") == 0  ? s.jwt_rs256_pem_file
+                  : strcmp(a, "--jwt-es256-public-key") == 0  ? s.jwt_es256_pem_file
+                  : strcmp(a, "--jwt-issuer") == 0            ? s.jwt_issuer
+                                                              : s.jwt_audience;
+      size_t cap = strcmp(a, "--jwt-issuer") == 0 || strcmp(a, "--jwt-audience") == 0 ? 256 : 1024;
+      if (copy_arg(dst, cap, v) != 0) {
+        fprintf(stderr, "strata gateway: %s: value too long\n", a);
         return 2;
       }
     } else if (strcmp(a, "--trusted-hops") == 0) {

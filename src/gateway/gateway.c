@@ -105,6 +105,14 @@ static void collect(struct strbuf *sb, void *ctx) {
   uint64_t exhausted = 0;
   for (unsigned w = 0; w < g->n_workers; w++)
     exhausted += __atomic_load_n(&g->workers[w]->budget_exhausted, __ATOMIC_RELAXED);
+  strbuf_printf(sb, "# HELP strata_gateway_rate_limited_total Requests answered 429.\n"
+                    "# TYPE strata_gateway_rate_limited_total counter\n"
+                    "strata_gateway_rate_limited_total %llu\n"
+                    "# HELP strata_gateway_auth_failed_total Requests answered 400/401 by authentication.\n"
+                    "# TYPE strata_gateway_auth_failed_total counter\n"
+                    "strata_gateway_auth_failed_total %llu\n",
+                (unsigned long long)__atomic_load_n(&g->rate_limited, __ATOMIC_RELAXED),
+                (unsigned long long)__atomic_load_n(&g->auth_failed, __ATOMIC_RELAXED));
   strbuf_printf(sb, "# HELP strata_gateway_retry_budget_exhausted_total Retries refused by the "
                     "retry budget.\n# TYPE strata_gateway_retry_budget_exhausted_total counter\n"
                     "strata_gateway_retry_budget_exhausted_total %llu\n",
@@ -142,6 +150,14 @@ struct gateway *gateway_new(const struct strata_config *cfg, const struct gw_set
   for (unsigned i = 0; i < s->n_hosts; i++)
     g->healthy[i] = 1; /* until the checker says otherwise */
   uv_mutex_init(&g->workers_lock);
+  char why[256];
+  if (gw_protect_init(g, why, sizeof why) != 0) {
+    log_event(LOG_ERROR, "gateway_failed", NULL, "%s", why);
+    gw_protect_free(g);
+    uv_mutex_destroy(&g->workers_lock);
+    free(g);
+    return NULL;
+  }
   the_gateway = g;
   health_register("upstreams", check_pools, g);
   metrics_add_collector(collect, g);
@@ -151,6 +167,7 @@ struct gateway *gateway_new(const struct strata_config *cfg, const struct gw_set
 void gateway_free(struct gateway *g) {
   if (!g)
     return;
+  gw_protect_free(g);
   uv_mutex_destroy(&g->workers_lock);
   if (the_gateway == g)
     the_gateway = NULL;
@@ -248,10 +265,21 @@ static void sync_health(struct gw_worker *w) {
 }
 
 static void proxy_route(struct http_exchange *ex, void *data) {
+  (void)data;
   struct gw_worker *w = http_worker_data(ex);
-  if (w)
-    sync_health(w);
-  gw_proxy(ex, data);
+  if (!w) {
+    http_respond_error(ex, -1, NULL, NULL);
+    return;
+  }
+  sync_health(w);
+  struct auth_identity *id = arena_alloc(http_arena(ex), sizeof *id);
+  if (!id) {
+    http_respond_error(ex, -1, NULL, NULL);
+    return;
+  }
+  if (gw_protect(w->g, ex, id) != 0)
+    return;
+  gw_proxy(ex, id);
 }
 
 int gateway_routes_register(struct gateway *g, struct router *r) {

@@ -12,6 +12,8 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "gateway/auth.h"
+#include "gateway/ratelimit.h"
 #include "http/router.h"
 #include "http/server.h"
 
@@ -38,6 +40,10 @@ struct gw_settings {
   unsigned max_idle_per_host;    /* keep-alive connections per host per worker */
   size_t max_response_bytes;
   char identity_secret[512];     /* signs X-Strata-Identity-* upstream; "" = off */
+  struct ratelimit_policy rate;  /* per client (identity, else address); rate 0 = off */
+  char api_keys_file[1024];      /* "" = no API keys */
+  char jwt_hs256_secret_file[1024], jwt_rs256_pem_file[1024], jwt_es256_pem_file[1024];
+  char jwt_issuer[256], jwt_audience[256];
 };
 
 void gw_settings_defaults(struct gw_settings *s);

@@ -47,10 +47,27 @@ struct gateway {
   uv_async_t checker_stop;
   int checker_running;
   int metrics_registered;
+  struct ratelimit *rl;           /* shared by the workers (sharded locks) */
+  struct auth_keyring *keys;      /* NULL: no API keys */
+  struct auth_jwt_config jwt;     /* algs 0: no JWT */
+  unsigned char *jwt_secret;
+  size_t jwt_secret_len;
+  char *jwt_rs256_pem, *jwt_es256_pem;
+  int auth_required;
+  uint64_t rate_limited;          /* 429s, for /metrics */
+  uint64_t auth_failed;           /* 401s */
 };
 
-/* proxy.c: the handler of every proxied route. */
-void gw_proxy(struct http_exchange *ex, void *data);
+/* proxy.c: forwards the exchange; id (NULL = anonymous) is the verified
+ * identity the upstream receives in signed headers. */
+void gw_proxy(struct http_exchange *ex, const struct auth_identity *id);
+
+/* protect.c: authentication and rate limiting in front of the proxy.
+ * Returns 0 to go on (with *id filled, kind NONE when anonymous), or
+ * non-zero after answering 400/401/403/429 itself. */
+int gw_protect(struct gateway *g, struct http_exchange *ex, struct auth_identity *id);
+int gw_protect_init(struct gateway *g, char *why, size_t why_len);
+void gw_protect_free(struct gateway *g);
 
 /* health.c: the active checker thread. */
 int gw_health_start(struct gateway *g);

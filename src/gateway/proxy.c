@@ -35,6 +35,7 @@
 
 struct proxy_call {
   struct http_exchange *ex;
+  const struct auth_identity *id;
   struct gw_worker *w;
   char *request;
   size_t len;
@@ -217,12 +218,18 @@ static int build_request(struct proxy_call *call) {
   if (s->identity_secret[0]) {
     /* Services configured with the same secret refuse anything unsigned. */
     char lines[IDENTITY_HEADERS_MAX];
-    size_t n = identity_headers(s->identity_secret, NULL, req->method, req->path, req->request_id,
+    const struct auth_identity *id = call->id && call->id->kind != AUTH_KIND_NONE ? call->id : NULL;
+    size_t n = identity_headers(s->identity_secret, id, req->method, req->path, req->request_id,
                                 (uint64_t)time(NULL), lines, sizeof lines);
     if (n >= 2) {
       strbuf_puts(&sb, "\r\n");
       strbuf_append(&sb, lines, n - 2); /* the block ends in CRLF; ours adds it below */
     }
+  }
+  if (call->id && call->id->kind != AUTH_KIND_NONE) {
+    /* the authenticated client: the scope of its idempotency keys */
+    strbuf_puts(&sb, "\r\nX-Client-Id: ");
+    strbuf_puts(&sb, call->id->subject);
   }
   if (req->body_len || strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0 ||
       strcmp(req->method, "PATCH") == 0)
@@ -416,8 +423,7 @@ static void try_next(struct proxy_call *call) {
   }
 }
 
-void gw_proxy(struct http_exchange *ex, void *data) {
-  (void)data;
+void gw_proxy(struct http_exchange *ex, const struct auth_identity *id) {
   struct gw_worker *w = http_worker_data(ex);
   struct http_request *req = http_request_of(ex);
   struct proxy_call *call = arena_alloc(http_arena(ex), sizeof *call);
@@ -428,6 +434,7 @@ void gw_proxy(struct http_exchange *ex, void *data) {
   memset(call, 0, sizeof *call);
   call->ex = ex;
   call->w = w;
+  call->id = id;
   call->head = strcmp(req->method, "HEAD") == 0;
   call->safe = retry_is_safe(req->method, http_header_get(req, "idempotency-key", NULL) != NULL, 0);
   call->started = uv_now(w->loop);

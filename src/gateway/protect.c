@@ -1,0 +1,216 @@
+/* Protection in front of the proxy: who is calling (API key or JWT
+ * bearer), and how often (GCRA per identity, else per client address).
+ *
+ *   credentials? --none, auth required----------------> 401 + WWW-Authenticate
+ *                --present, wrong/expired---------------> 401 (invalid_token)
+ *                --malformed----------------------------> 400
+ *                --valid: identity (key id or sub) ------+
+ *   anonymous allowed (no keys, no JWT) -----------------+--> rate limit --over--> 429
+ *                                                                       --ok----> proxy
+ *
+ * Every answer that passes carries RateLimit-Policy / RateLimit headers
+ * (draft-ietf-httpapi-ratelimit-headers-07); a 429 adds Retry-After. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "gateway/internal.h"
+#include "observe/log.h"
+
+static char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  char *buf = malloc(65537);
+  size_t n = buf ? fread(buf, 1, 65536, f) : 0;
+  fclose(f);
+  if (!buf)
+    return NULL;
+  buf[n] = '\0';
+  if (len)
+    *len = n;
+  return buf;
+}
+
+/* API key file: one key a line, "<id> <sha256 hex> [scope,scope...]";
+ * blank lines and lines starting with # are skipped. Keys are stored hashed
+ * only (hash one with `printf %s KEY | sha256sum`). */
+static int load_keys(struct gateway *g, const char *path, char *why, size_t why_len) {
+  char *text = read_file(path, NULL);
+  if (!text) {
+    snprintf(why, why_len, "cannot read %s", path);
+    return -1;
+  }
+  g->keys = auth_keyring_new();
+  int rc = g->keys ? 0 : -1, line_no = 0;
+  char *lines_save = NULL;
+  for (char *line = strtok_r(text, "\n", &lines_save); line && rc == 0;
+       line = strtok_r(NULL, "\n", &lines_save)) {
+    line_no++;
+    while (*line == ' ' || *line == '\t')
+      line++;
+    if (!*line || *line == '#')
+      continue;
+    char id[256] = "", hash[128] = "", scopes_text[1024] = "";
+    if (sscanf(line, "%255s %127s %1023s", id, hash, scopes_text) < 2) {
+      snprintf(why, why_len, "%s:%d: expected \"<id> <sha256 hex> [scopes]\"", path, line_no);
+      rc = -1;
+      break;
+    }
+    const char *scopes[64];
+    int n = 0;
+    char *save = NULL;
+    for (char *sc = strtok_r(scopes_text, ",", &save); sc && n < 63; sc = strtok_r(NULL, ",", &save))
+      scopes[n++] = sc;
+    scopes[n] = NULL;
+    char reason[160];
+    if (auth_keyring_add(g->keys, id, hash, scopes, NULL, reason, sizeof reason) != 0) {
+      snprintf(why, why_len, "%s:%d: %s", path, line_no, reason);
+      rc = -1;
+    }
+  }
+  free(text);
+  return rc;
+}
+
+int gw_protect_init(struct gateway *g, char *why, size_t why_len) {
+  const struct gw_settings *s = &g->s;
+  if (s->api_keys_file[0] && load_keys(g, s->api_keys_file, why, why_len) != 0)
+    return -1;
+  auth_jwt_config_init(&g->jwt);
+  g->jwt.algs = 0;
+  if (s->jwt_hs256_secret_file[0]) {
+    g->jwt_secret = (unsigned char *)read_file(s->jwt_hs256_secret_file, &g->jwt_secret_len);
+    while (g->jwt_secret && g->jwt_secret_len &&
+           (g->jwt_secret[g->jwt_secret_len - 1] == '\n' || g->jwt_secret[g->jwt_secret_len - 1] == '\r'))
+      g->jwt_secret_len--;
+    if (!g->jwt_secret) {
+      snprintf(why, why_len, "cannot read %s", s->jwt_hs256_secret_file);
+      return -1;
+    }
+    g->jwt.algs |= AUTH_JWT_HS256;
+    g->jwt.hs256_secret = g->jwt_secret;
+    g->jwt.hs256_secret_len = g->jwt_secret_len;
+  }
+  if (s->jwt_rs256_pem_file[0]) {
+    if (!(g->jwt_rs256_pem = read_file(s->jwt_rs256_pem_file, NULL))) {
+      snprintf(why, why_len, "cannot read %s", s->jwt_rs256_pem_file);
+      return -1;
+    }
+    g->jwt.algs |= AUTH_JWT_RS256;
+    g->jwt.rs256_public_pem = g->jwt_rs256_pem;
+  }
+  if (s->jwt_es256_pem_file[0]) {
+    if (!(g->jwt_es256_pem = read_file(s->jwt_es256_pem_file, NULL))) {
+      snprintf(why, why_len, "cannot read %s", s->jwt_es256_pem_file);
+      return -1;
+    }
+    g->jwt.algs |= AUTH_JWT_ES256;
+    g->jwt.es256_public_pem = g->jwt_es256_pem;
+  }
+  g->jwt.issuer = s->jwt_issuer[0] ? s->jwt_issuer : NULL;
+  g->jwt.audience = s->jwt_audience[0] ? s->jwt_audience : NULL;
+  if (g->jwt.algs && auth_jwt_config_check(&g->jwt, why, why_len) != 0)
+    return -1;
+  g->auth_required = g->keys != NULL || g->jwt.algs != 0;
+  if (s->rate.rate) {
+    if (ratelimit_policy_check(&s->rate) != 0 || !(g->rl = ratelimit_new(&s->rate, 100000))) {
+      snprintf(why, why_len, "invalid rate limit");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+void gw_protect_free(struct gateway *g) {
+  auth_keyring_free(g->keys);
+  ratelimit_free(g->rl);
+  free(g->jwt_secret);
+  free(g->jwt_rs256_pem);
+  free(g->jwt_es256_pem);
+}
+
+/* Adds each "Name: value\r\n" line of block as a response header. */
+static void add_header_lines(struct http_exchange *ex, char *block) {
+  for (char *line = block; *line;) {
+    char *end = strstr(line, "\r\n");
+    if (!end)
+      break;
+    *end = '\0';
+    char *colon = strchr(line, ':');
+    if (colon) {
+      *colon = '\0';
+      http_add_header(ex, line, colon + 2);
+    }
+    line = end + 2;
+  }
+}
+
+static int challenge(struct gateway *g, struct http_exchange *ex, enum auth_challenge c,
+                     const char *description) {
+  char value[512];
+  unsigned schemes = (g->keys ? AUTH_SCHEME_API_KEY : 0) | (g->jwt.algs ? AUTH_SCHEME_BEARER : 0);
+  if (auth_www_authenticate(schemes, c, "strata", description, NULL, value, sizeof value))
+    http_add_header(ex, "WWW-Authenticate", value);
+  __atomic_add_fetch(&g->auth_failed, 1, __ATOMIC_RELAXED);
+  int status = auth_challenge_status(c);
+  http_respond_error(ex, status == 400 ? STRATA_EBAD_REQUEST : STRATA_EUNAUTHORIZED,
+                     description, NULL);
+  return -1;
+}
+
+static int authenticate(struct gateway *g, struct http_exchange *ex, struct auth_identity *id) {
+  struct http_request *req = http_request_of(ex);
+  size_t alen = 0, klen = 0;
+  const char *authz = http_header_get(req, "authorization", &alen);
+  const char *xkey = http_header_get(req, "x-api-key", &klen);
+  struct auth_credentials cred;
+  int rc = auth_credentials_parse(authz, alen, xkey, klen, &cred);
+  if (rc == STRATA_EBAD_REQUEST)
+    return challenge(g, ex, AUTH_CHALLENGE_INVALID_REQUEST, "Malformed credentials.");
+  if (rc != 0 || cred.scheme == AUTH_SCHEME_NONE)
+    return challenge(g, ex, AUTH_CHALLENGE_MISSING, "Credentials are required.");
+  if (cred.scheme == AUTH_SCHEME_API_KEY) {
+    if (!g->keys || auth_api_key(g->keys, cred.value, cred.len, id) != 0)
+      return challenge(g, ex, AUTH_CHALLENGE_INVALID_TOKEN, "Unknown API key.");
+    return 0;
+  }
+  char why[160];
+  if (!g->jwt.algs ||
+      auth_jwt(&g->jwt, cred.value, cred.len, (uint64_t)time(NULL), id, why, sizeof why) != 0)
+    return challenge(g, ex, AUTH_CHALLENGE_INVALID_TOKEN, g->jwt.algs ? why : "Bearer tokens are not accepted.");
+  return 0;
+}
+
+int gw_protect(struct gateway *g, struct http_exchange *ex, struct auth_identity *id) {
+  memset(id, 0, sizeof *id);
+  id->kind = AUTH_KIND_NONE;
+  if (g->auth_required && authenticate(g, ex, id) != 0)
+    return -1;
+  if (!g->rl)
+    return 0;
+  /* the identity when there is one, else the client's address */
+  char key[300];
+  if (id->kind != AUTH_KIND_NONE) {
+    snprintf(key, sizeof key, "id:%s", id->subject);
+  } else {
+    const char *remote = http_request_of(ex)->remote ? http_request_of(ex)->remote : "";
+    const char *colon = strrchr(remote, ':');
+    snprintf(key, sizeof key, "ip:%.*s", (int)(colon ? colon - remote : (long)strlen(remote)), remote);
+  }
+  struct ratelimit_result r;
+  int allowed = id->has_limit
+                    ? ratelimit_check_policy(g->rl, &id->limit, key, strlen(key), uv_now(http_loop(ex)), &r)
+                    : ratelimit_check(g->rl, key, strlen(key), uv_now(http_loop(ex)), &r);
+  char lines[RATELIMIT_HEADERS_MAX];
+  if (allowed >= 0 && ratelimit_headers(g->rl, &r, lines, sizeof lines))
+    add_header_lines(ex, lines);
+  if (allowed == 0) {
+    __atomic_add_fetch(&g->rate_limited, 1, __ATOMIC_RELAXED);
+    http_respond_error(ex, STRATA_ETOO_MANY_REQUESTS, "Rate limit exceeded; see Retry-After.", NULL);
+    return -1;
+  }
+  return 0;
+}

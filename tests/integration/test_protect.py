@@ -1,0 +1,158 @@
+"""Gateway protection: API keys (stored hashed), JWT bearer tokens (HS256,
+pinned algorithms, exp/iss/aud, `none` refused), rate limits with the
+RateLimit headers and 429 + Retry-After, and the verified identity passed
+upstream (signed) as the payments' idempotency scope."""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import http.client
+
+from harness import BIN, free_port
+from fake_upstream import FakeUpstream
+
+
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs256(claims, secret, alg="HS256"):
+    head = b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = b64(hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()) if alg == "HS256" else ""
+    return f"{head}.{body}.{sig}"
+
+
+class Gateway:
+    def __init__(self, *args):
+        self.port = free_port()
+        self.proc = subprocess.Popen([BIN, "gateway", "--listen", f"127.0.0.1:{self.port}", "--workers", "1",
+                                      "--log-level", "warn", "--health-interval", "0s", *args],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(self.proc.stderr.read().decode())
+                time.sleep(0.05)
+
+    def get(self, path="/x", headers=None, method="GET"):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        c.request(method, path, headers=headers or {})
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+
+    def stop(self):
+        self.proc.terminate()
+        return self.proc.wait(10)
+
+
+class ApiKeysAndJwt(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.up = FakeUpstream()
+        cls.up.start()
+        d = tempfile.mkdtemp()
+        cls.key = "sk_test_" + secrets.token_hex(16)
+        with open(os.path.join(d, "keys"), "w") as f:
+            f.write("# id sha256 scopes\n")
+            f.write(f"svc-a {hashlib.sha256(cls.key.encode()).hexdigest()} orders:read,orders:write\n")
+        cls.secret = secrets.token_bytes(32)
+        with open(os.path.join(d, "jwt"), "wb") as f:
+            f.write(cls.secret)
+        with open(os.path.join(d, "identity"), "w") as f:
+            f.write(secrets.token_hex(32))
+        cls.gw = Gateway("--upstream", f"127.0.0.1:{cls.up.port}", "--api-keys", os.path.join(d, "keys"),
+                         "--jwt-hs256-secret-file", os.path.join(d, "jwt"), "--jwt-issuer", "strata",
+                         "--jwt-audience", "api", "--identity-secret-file", os.path.join(d, "identity"))
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.gw.stop() == 0
+        cls.up.stop()
+
+    def upstream_headers(self):
+        req = self.up.recorded[-1]
+        return {k.lower(): v for k, v in req["headers"]}
+
+    def test_missing_credentials_401(self):
+        status, h, body = self.gw.get()
+        self.assertEqual(status, 401)
+        self.assertIn("www-authenticate", h)
+        self.assertEqual(json.loads(body)["error"]["code"], "unauthorized")
+
+    def test_api_key_in_either_header(self):
+        for headers in ({"X-Api-Key": self.key}, {"Authorization": f"ApiKey {self.key}"}):
+            status, _, _ = self.gw.get(headers=headers)
+            self.assertEqual(status, 200)
+            up = self.upstream_headers()
+            self.assertEqual(up["x-strata-identity"], "svc-a")
+            self.assertEqual(up["x-client-id"], "svc-a")
+            self.assertNotIn("x-api-key", {k for k in up if up[k] == self.key and k != "x-api-key"})
+
+    def test_wrong_api_key_401(self):
+        self.assertEqual(self.gw.get(headers={"X-Api-Key": self.key + "x"})[0], 401)
+
+    def test_jwt_valid_expired_wrong_audience_none(self):
+        now = int(time.time())
+        good = hs256({"sub": "user-7", "iss": "strata", "aud": "api", "exp": now + 60, "scope": "orders:read"}, self.secret)
+        self.assertEqual(self.gw.get(headers={"Authorization": f"Bearer {good}"})[0], 200)
+        self.assertEqual(self.upstream_headers()["x-strata-identity"], "user-7")
+        expired = hs256({"sub": "u", "iss": "strata", "aud": "api", "exp": now - 3600}, self.secret)
+        wrong_aud = hs256({"sub": "u", "iss": "strata", "aud": "other", "exp": now + 60}, self.secret)
+        none = hs256({"sub": "u", "iss": "strata", "aud": "api", "exp": now + 60}, self.secret, alg="none")
+        forged = hs256({"sub": "admin", "iss": "strata", "aud": "api", "exp": now + 60}, b"guessed-secret-guessed-secret-00")
+        for token in (expired, wrong_aud, none, forged, "garbage"):
+            status, h, _ = self.gw.get(headers={"Authorization": f"Bearer {token}"})
+            self.assertEqual(status, 401, token)
+            self.assertIn("Bearer", h["www-authenticate"])
+
+    def test_client_identity_headers_never_pass(self):
+        self.gw.get(headers={"X-Api-Key": self.key, "X-Strata-Identity": "root", "X-Client-Id": "root"})
+        up = self.upstream_headers()
+        self.assertEqual(up["x-strata-identity"], "svc-a")
+        self.assertEqual(up["x-client-id"], "svc-a")
+
+
+class RateLimit(unittest.TestCase):
+    def test_limit_headers_429_and_retry_after(self):
+        up = FakeUpstream()
+        up.start()
+        gw = Gateway("--upstream", f"127.0.0.1:{up.port}", "--rate-limit", "5/s")
+        try:
+            statuses = []
+            for i in range(8):
+                status, h, body = gw.get()
+                statuses.append(status)
+                if status == 200:
+                    self.assertIn("ratelimit", h)
+                    self.assertIn("ratelimit-policy", h)
+            self.assertEqual(statuses[:5], [200] * 5)
+            self.assertIn(429, statuses[5:])
+            status, h, body = gw.get()
+            self.assertEqual(status, 429)
+            self.assertGreaterEqual(int(h["retry-after"]), 1)
+            self.assertEqual(json.loads(body)["error"]["code"], "too_many_requests")
+            upstream_before = len(up.recorded)
+            gw.get()
+            self.assertEqual(len(up.recorded), upstream_before)  # a 429 never reaches the upstream
+            time.sleep(1.1)
+            self.assertEqual(gw.get()[0], 200)
+        finally:
+            self.assertEqual(gw.stop(), 0)
+            up.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
