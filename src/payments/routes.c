@@ -10,7 +10,6 @@
 #include "core/error.h"
 #include "core/id.h"
 #include "http/json_body.h"
-#include "observe/trace.h"
 #include "payments/payments.h"
 #include "payments/service.h"
 
@@ -71,7 +70,9 @@ static void create_payment(struct http_exchange *ex, void *data) {
     struct payment_request r = {0};
     size_t clen = 0;
     const char *client = http_header_get(req, "x-client-id", &clen);
-    r.client = client && request_id_valid(client, clen) ? arena_strndup(a, client, clen) : "anonymous";
+    /* the gateway sets it to the verified identity (any subject a key id or
+     * a JWT `sub` can be: visible ASCII) */
+    r.client = client && key_ok(client, clen) ? arena_strndup(a, client, clen) : "anonymous";
     r.key = arena_strndup(a, key, klen);
     char *canonical = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
     r.canonical = canonical ? arena_strndup(a, canonical, strlen(canonical)) : NULL;
