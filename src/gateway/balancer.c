@@ -430,8 +430,14 @@ void lb_set_healthy(struct lb_pool *p, int host, int healthy) {
   if (host < 0 || host >= p->n_hosts)
     return;
   struct lb_host *h = &p->hosts[host];
-  if (healthy && !h->healthy)
+  if (healthy && !h->healthy) {
+    /* The active checks saw the host come back: that is better evidence
+     * than the failures that ejected it, so the ejection ends now (its
+     * level stays, and a flapping host still gets longer ejections). As
+     * Envoy's successful_active_health_check_uneject_host. */
     h->consecutive_failures = 0;
+    h->ejected_until_ms = 0;
+  }
   h->healthy = healthy != 0;
 }
 

@@ -144,7 +144,8 @@ int lb_pick(struct lb_pool *p, const void *key, size_t key_len, uint64_t now_ms,
 int lb_report(struct lb_pool *p, int host, int success, uint64_t now_ms);
 
 /* The active health checker's verdict on host (nonzero = healthy). Coming
- * back healthy clears the host's failure run. Out of range is ignored. */
+ * back healthy clears the host's failure run and ends a passive ejection
+ * (the ejection level is kept). Out of range is ignored. */
 void lb_set_healthy(struct lb_pool *p, int host, int healthy);
 
 /* A try on host starts / ends: maintain its outstanding count (which
