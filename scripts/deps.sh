@@ -4,17 +4,17 @@
 # `apt-get update` runs only when something is missing.
 #
 #   scripts/deps.sh            build + test packages
-#   scripts/deps.sh bench      also the benchmark tools (wrk, nginx)
+#   scripts/deps.sh bench      also the benchmark tools (wrk, nginx, haproxy)
 set -euo pipefail
 
 pkgs=(
   gcc clang make pkg-config ca-certificates
   libuv1-dev node-llhttp libjansson-dev libyaml-dev libsqlite3-dev
   libcmocka-dev libclang-rt-14-dev libjwt-dev libssl-dev
-  python3 curl valgrind prometheus
+  python3 curl valgrind prometheus wrk
 )
 if [ "${1:-}" = bench ]; then
-  pkgs+=(wrk nginx-light util-linux)
+  pkgs+=(wrk nginx-light util-linux haproxy)
 fi
 
 missing=()
