@@ -95,6 +95,7 @@ bench: deps
 	bash bench/http.sh
 	bash bench/memory.sh
 	bash bench/api.sh
+	bash bench/gateway.sh
 
 check-clang:
 	@$(MAKE) --no-print-directory CC=clang BUILD=build/clang all unit

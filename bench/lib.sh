@@ -183,3 +183,180 @@ PY
     echo "$block"
   fi
 }
+
+# --- reverse proxies (bench/gateway.sh) ---------------------------------------
+# Several nginx instances at once each get their own DIR; UPSTREAMS holds the
+# pool as "HOST:PORT HOST:PORT ...". The start_* below take the same
+# "port [wrapper...]" as start_nginx and leave the PID in $pid.
+
+# DIR/nginx.conf: one worker in the foreground (no master, no daemon), logs
+# and temp files in DIR, access log off, keep-alive for 1000000 requests; the
+# http block gets the lines given (one per argument).
+nginx_dir_conf() { # dir [http line...]
+  local dir=$1; shift
+  mkdir -p "$dir"
+  {
+    cat <<CONF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server_tokens off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+CONF
+    printf '  %s\n' "$@"
+    echo '}'
+  } >"$dir/nginx.conf"
+}
+start_nginx_dir() { # dir [wrapper...]
+  local dir=$1; shift
+  "$@" nginx -c "$dir/nginx.conf" -e "$dir/error.log" >/dev/null 2>"$dir/nginx.err" &
+  pid=$!; pids+=("$pid")
+}
+
+# A fixed-response upstream: 200 {"status":"up"} (BODY if set) as
+# application/json on every path. UPSTREAM_TAG=1 adds "X-Upstream: PORT",
+# so a check can see which upstream answered.
+start_upstream() { # port [wrapper...]
+  local port=$1; shift
+  local body=${BODY:-'{"status":"up"}'} tag=""
+  case $body in *"'"* | *'\'* | *'$'*) echo "bench: nginx body must not contain ' \\ or \$" >&2; return 1 ;; esac
+  [ -n "${UPSTREAM_TAG:-}" ] && tag="add_header X-Upstream $port always;"
+  nginx_dir_conf "$work/upstream.$port" \
+    "server { listen 127.0.0.1:$port; location / { default_type application/json; $tag return 200 '$body'; } }"
+  start_nginx_dir "$work/upstream.$port" "$@"
+}
+
+# strata gateway over UPSTREAMS, one worker, access lines off; gateway args
+# (e.g. --health-interval 1s) follow a --. Errors go to $work/strata.err,
+# which wait_port prints.
+start_gateway() { # port [wrapper...] [-- gateway arg...]
+  local port=$1; shift
+  local wrap=() args=() u
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do wrap+=("$1"); shift; done
+  [ $# -gt 0 ] && { shift; args=("$@"); }
+  for u in $UPSTREAMS; do args+=(--upstream "$u"); done
+  "${wrap[@]}" ./bin/strata gateway --listen "127.0.0.1:$port" --workers 1 --log-level warn "${args[@]}" >/dev/null 2>"$work/strata.err" &
+  pid=$!; pids+=("$pid")
+}
+
+# nginx as a reverse proxy over UPSTREAMS: one worker, round robin, an
+# upstream keep-alive cache of NGINX_KEEPALIVE (default 64) idle connections
+# that serve up to 1000000 requests each, HTTP/1.1 upstream with Connection
+# cleared, access log off.
+start_nginx_proxy() { # port [wrapper...]
+  local port=$1; shift
+  local servers="" u
+  for u in $UPSTREAMS; do servers+="server $u; "; done
+  nginx_dir_conf "$work/nginx-proxy.$port" \
+    "upstream pool { $servers keepalive ${NGINX_KEEPALIVE:-64}; keepalive_requests 1000000; }" \
+    "server { listen 127.0.0.1:$port; location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+  start_nginx_dir "$work/nginx-proxy.$port" "$@"
+}
+
+# HAProxy as a reverse proxy over UPSTREAMS, in the foreground (-db): one
+# thread, mode http, keep-alive both ways, http-reuse always, round robin,
+# HTTP health checks of /health/ready every second (as the gateway's), no
+# logging. Errors and warnings go to $work/haproxy.$port/haproxy.err.
+start_haproxy() { # port [wrapper...]
+  local port=$1; shift
+  local dir=$work/haproxy.$port u i=0
+  mkdir -p "$dir"
+  {
+    cat <<CFG
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+  timeout http-keep-alive 30s
+frontend fe
+  bind 127.0.0.1:$port
+  default_backend pool
+backend pool
+  balance roundrobin
+  option httpchk GET /health/ready
+  default-server inter 1s
+CFG
+    for u in $UPSTREAMS; do i=$((i + 1)); echo "  server s$i $u check"; done
+  } >"$dir/haproxy.cfg"
+  "$@" haproxy -f "$dir/haproxy.cfg" -db >/dev/null 2>"$dir/haproxy.err" &
+  pid=$!; pids+=("$pid")
+}
+
+# wait_port, and on failure the last lines of the given logs.
+wait_port_log() { # port tries [log...]
+  local port=$1 tries=$2; shift 2
+  wait_port "$port" "$tries" && return 0
+  tail -n 20 "$@" 2>/dev/null | sed 's/^/bench: /' >&2
+  return 1
+}
+
+# Drops PIDs from $pids: once a process has been reaped its PID may be given
+# to another process, which cleanup must not signal.
+forget() { # pid...
+  local p q keep=()
+  for p in "${pids[@]}"; do
+    for q in "$@"; do [ "$p" = "$q" ] && continue 2; done
+    keep+=("$p")
+  done
+  pids=("${keep[@]}")
+}
+stop_forget() { stop "$1"; forget "$1"; } # pid
+
+# Runs a command in the background as a recorded process and waits for it,
+# so that INT/TERM run cleanup at once (which ends it) instead of after it;
+# returns its status.
+run_recorded() { # command [arg...]
+  local p rc=0
+  "$@" &
+  p=$!; pids+=("$p")
+  wait "$p" || rc=$?
+  forget "$p"
+  return "$rc"
+}
+
+# wrk as run_wrk does (CPU 1, one thread, $CONNS connections), as a recorded
+# process; output in $work/wrk.out (see wrk_counts), results in $rps, $p50
+# and $p99 (us).
+wrk_measure() { # duration port [path]
+  local dur=$1 port=$2 path=${3:-/health/live}
+  run_recorded taskset -c 1 wrk -t1 -c"$CONNS" -d"$dur" --latency "http://127.0.0.1:$port$path" >"$work/wrk.out"
+  rps=$(awk '/^Requests\/sec:/{print $2}' "$work/wrk.out")
+  p50=$(to_us "$(awk '$1=="50%"{print $2}' "$work/wrk.out")")
+  p99=$(to_us "$(awk '$1=="99%"{print $2}' "$work/wrk.out")")
+}
+
+# CPU time of a process so far, in clock ticks (utime + stime).
+cpu_ticks() { # pid
+  awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"
+}
+
+# Total instructions of the server START_FN starts (called as START_FN PORT
+# valgrind ...) under callgrind while bench/kaclient.py sends N sequential
+# keep-alive requests (kaclient args choose the path). Port: CGPORT, else
+# SPORT + 10.
+instr_start() { # start_fn N [kaclient arg...] -> $ir
+  local start=$1 n=$2; shift 2
+  local port=${CGPORT:-$((SPORT + 10))} out=$work/cg.$start.$n
+  "$start" "$port" valgrind --tool=callgrind --callgrind-out-file="$out"
+  wait_port_log "$port" 1200 "$work/strata.err" "$work"/*/*.err "$work"/*/error.log
+  run_recorded python3 bench/kaclient.py "$port" "$n" "$@"
+  stop_forget "$pid"
+  ir=$(awk '/^summary:/{print $2}' "$out")
+  [ -n "$ir" ] || { echo "bench: no callgrind summary in $out" >&2; return 1; }
+}
