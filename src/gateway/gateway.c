@@ -234,6 +234,7 @@ static void on_worker_stop(unsigned index, uv_loop_t *loop, void *data, void *ar
   for (unsigned i = 0; i < g->s.n_hosts; i++)
     upstream_host_free(w->hosts[i]);
   lb_pool_free(&w->pool);
+  strbuf_free(&w->request_buf);
   free(w);
 }
 

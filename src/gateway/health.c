@@ -19,6 +19,7 @@ struct check {
   struct arena arena;
   unsigned ok_run, fail_run;
   int busy;
+  char request[512];
 };
 
 static struct check *checks;
@@ -55,8 +56,9 @@ static void on_tick(uv_timer_t *t) {
   struct check *c = t->data;
   if (c->busy)
     return;
-  char req[512];
-  int n = snprintf(req, sizeof req,
+  /* the request must outlive the call: it lives in the check */
+  char *req = c->request;
+  int n = snprintf(req, sizeof c->request,
                    "GET /health/ready HTTP/1.1\r\nHost: %s\r\nUser-Agent: strata-health\r\n\r\n",
                    upstream_host_name(c->host));
   if (upstream_request(c->host, req, (size_t)n, 0, c->g->s.health_timeout_ms, 65536, &c->arena,

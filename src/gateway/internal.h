@@ -4,6 +4,7 @@
 
 #include <uv.h>
 
+#include "core/strbuf.h"
 #include "gateway/balancer.h"
 #include "gateway/gateway.h"
 #include "gateway/upstream.h"
@@ -29,6 +30,7 @@ struct gw_worker {
   struct gw_host_stats stats[GW_MAX_HOSTS];
   struct lb_pool pool;
   struct retry_budget budget;
+  struct strbuf request_buf;           /* upstream requests are built here */
   uint64_t budget_exhausted;
 };
 

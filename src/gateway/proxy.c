@@ -55,26 +55,44 @@ static int name_is(const struct http_header *h, const char *name) {
   return h->name_len == n && strncasecmp(h->name, name, n) == 0;
 }
 
+struct name {
+  const char *text;
+  size_t len;
+};
+#define NAME(s) {s, sizeof s - 1}
+
+static int in_list(const struct http_header *h, const struct name *list) {
+  for (; list->text; list++)
+    if (h->name_len == list->len && strncasecmp(h->name, list->text, list->len) == 0)
+      return 1;
+  return 0;
+}
+
 /* Hop-by-hop (RFC 9110 7.6.1) and what the proxy itself sets or recomputes. */
 static int never_forwarded(const struct http_header *h, int request) {
-  static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
-                                    "trailer", "transfer-encoding", "upgrade", "content-length",
-                                    "proxy-authorization", "proxy-authenticate", NULL};
-  static const char *const ours_req[] = {"x-forwarded-for", "x-forwarded-proto",
-                                         "x-forwarded-host", "forwarded", "x-request-id",
-                                         "traceparent", "expect", "x-strata-identity",
-                                         "x-strata-scopes", "x-strata-identity-signature",
-                                         "x-strata-identity-time", "x-client-id",
-                                         "x-strata-deadline-ms", NULL};
-  static const char *const ours_resp[] = {"date", "x-request-id", NULL};
-  for (int i = 0; hop[i]; i++)
-    if (name_is(h, hop[i]))
-      return 1;
-  if (request && identity_is_reserved_header(h->name, h->name_len))
+  static const struct name hop[] = {NAME("connection"), NAME("keep-alive"),
+                                    NAME("proxy-connection"), NAME("te"), NAME("trailer"),
+                                    NAME("transfer-encoding"), NAME("upgrade"),
+                                    NAME("content-length"), NAME("proxy-authorization"),
+                                    NAME("proxy-authenticate"), {NULL, 0}};
+  static const struct name ours_req[] = {NAME("x-forwarded-for"), NAME("x-forwarded-proto"),
+                                         NAME("x-forwarded-host"), NAME("forwarded"),
+                                         NAME("x-request-id"), NAME("traceparent"),
+                                         NAME("expect"), NAME("x-client-id"),
+                                         NAME("x-strata-deadline-ms"), {NULL, 0}};
+  static const struct name ours_resp[] = {NAME("date"), NAME("x-request-id"), {NULL, 0}};
+  if (in_list(h, hop))
     return 1;
-  const char *const *ours = request ? ours_req : ours_resp;
-  for (int i = 0; ours[i]; i++)
-    if (name_is(h, ours[i]))
+  if (request)
+    return in_list(h, ours_req) || identity_is_reserved_header(h->name, h->name_len);
+  return in_list(h, ours_resp);
+}
+
+/* 1 when some header of hs is called Connection (most messages have none,
+ * and then no header needs the token check below). */
+static int has_connection(const struct http_header *hs, unsigned n) {
+  for (unsigned i = 0; i < n; i++)
+    if (hs[i].name_len == 10 && strncasecmp(hs[i].name, "connection", 10) == 0)
       return 1;
   return 0;
 }
@@ -150,11 +168,16 @@ static unsigned keep_trusted(struct strbuf *sb, const struct http_request *req, 
   return written;
 }
 
+static void put_u64(struct strbuf *sb, uint64_t v) {
+  char num[24];
+  strbuf_append(sb, num, u64_to_dec(num, v));
+}
+
 static int build_request(struct proxy_call *call) {
   struct http_request *req = http_request_of(call->ex);
   const struct gw_settings *s = &call->w->g->s;
-  struct strbuf sb;
-  strbuf_init(&sb, 0);
+  struct strbuf sb = call->w->request_buf; /* reused: no malloc per request */
+  strbuf_clear(&sb);
   strbuf_append(&sb, req->method, req->method_len);
   strbuf_putc(&sb, ' ');
   strbuf_append(&sb, req->path, req->path_len);
@@ -165,13 +188,14 @@ static int build_request(struct proxy_call *call) {
   strbuf_puts(&sb, " HTTP/1.1\r\n");
   const char *host = NULL;
   size_t host_len = 0;
+  int conn = has_connection(req->headers, req->n_headers);
   for (unsigned i = 0; i < req->n_headers; i++) {
     const struct http_header *h = &req->headers[i];
-    if (name_is(h, "host")) {
+    if (h->name_len == 4 && strncasecmp(h->name, "host", 4) == 0) {
       host = h->value;
       host_len = h->value_len;
     }
-    if (never_forwarded(h, 1) || listed_in_connection(req->headers, req->n_headers, h))
+    if (never_forwarded(h, 1) || (conn && listed_in_connection(req->headers, req->n_headers, h)))
       continue;
     strbuf_append(&sb, h->name, h->name_len);
     strbuf_puts(&sb, ": ");
@@ -198,7 +222,10 @@ static int build_request(struct proxy_call *call) {
   strbuf_puts(&sb, "Forwarded: ");
   if (keep_trusted(&sb, req, "forwarded", s->trusted_hops))
     strbuf_puts(&sb, ", ");
-  strbuf_printf(&sb, strchr(ip, ':') ? "for=\"[%s]\";proto=http" : "for=%s;proto=http", ip);
+  int v6 = strchr(ip, ':') != NULL;
+  strbuf_puts(&sb, v6 ? "for=\"[" : "for=");
+  strbuf_puts(&sb, ip);
+  strbuf_puts(&sb, v6 ? "]\";proto=http" : ";proto=http");
   if (host) {
     strbuf_puts(&sb, ";host=\"");
     for (size_t i = 0; i < host_len; i++)
@@ -213,8 +240,10 @@ static int build_request(struct proxy_call *call) {
   strbuf_puts(&sb, "\r\ntraceparent: ");
   strbuf_puts(&sb, tp);
   uint64_t budget = deadline_try_ms(&call->w->g->retry, call->deadline, uv_now(call->w->loop));
-  if (budget != UINT64_MAX)
-    strbuf_printf(&sb, "\r\n%s: %llu", DEADLINE_HEADER, (unsigned long long)budget);
+  if (budget != UINT64_MAX) {
+    strbuf_puts(&sb, "\r\n" DEADLINE_HEADER ": ");
+    put_u64(&sb, budget);
+  }
   if (s->identity_secret[0]) {
     /* Services configured with the same secret refuse anything unsigned. */
     char lines[IDENTITY_HEADERS_MAX];
@@ -232,17 +261,17 @@ static int build_request(struct proxy_call *call) {
     strbuf_puts(&sb, call->id->subject);
   }
   if (req->body_len || strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0 ||
-      strcmp(req->method, "PATCH") == 0)
-    strbuf_printf(&sb, "\r\nContent-Length: %zu", req->body_len);
+      strcmp(req->method, "PATCH") == 0) {
+    strbuf_puts(&sb, "\r\nContent-Length: ");
+    put_u64(&sb, req->body_len);
+  }
   strbuf_puts(&sb, "\r\n\r\n");
   strbuf_append(&sb, req->body, req->body_len);
-  if (sb.failed) {
-    strbuf_free(&sb);
+  call->w->request_buf = sb; /* keep the grown buffer for the next request */
+  if (sb.failed)
     return -1;
-  }
   call->request = arena_strndup(http_arena(call->ex), sb.data, sb.len);
   call->len = sb.len;
-  strbuf_free(&sb);
   return call->request ? 0 : -1;
 }
 
@@ -250,18 +279,12 @@ static int build_request(struct proxy_call *call) {
 
 static void relay(struct proxy_call *call, struct upstream_response *r) {
   struct http_exchange *ex = call->ex;
+  int conn = has_connection(r->headers, r->n_headers);
   for (unsigned i = 0; i < r->n_headers; i++) {
     const struct http_header *h = &r->headers[i];
-    if (never_forwarded(h, 0) || listed_in_connection(r->headers, r->n_headers, h))
+    if (never_forwarded(h, 0) || (conn && listed_in_connection(r->headers, r->n_headers, h)))
       continue;
-    char name[256], value[8192];
-    if (h->name_len >= sizeof name || h->value_len >= sizeof value)
-      continue;
-    memcpy(name, h->name, h->name_len);
-    name[h->name_len] = '\0';
-    memcpy(value, h->value, h->value_len);
-    value[h->value_len] = '\0';
-    http_add_header(ex, name, value);
+    http_add_header_n(ex, h->name, h->name_len, h->value, h->value_len);
   }
   if (call->head && r->has_content_length)
     http_set_head_length(ex, r->content_length);

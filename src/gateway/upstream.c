@@ -50,8 +50,7 @@ struct upstream_conn {
   int fail_now; /* the timer reports a synchronous failure */
   int in_head;  /* still reading a header section: bare LFs are refused */
   const char *read_start; /* the buffer llhttp is running over */
-  char prev;    /* the byte before this read, for that check */
-  unsigned eoh; /* how much of the ending CR LF CR LF the last read ended with */
+  char prev, prev2; /* the last two bytes before this read, for that check */
   int closing_handles;
 };
 
@@ -140,10 +139,15 @@ static void conn_close(struct upstream_conn *c) {
 }
 
 static void on_idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+/* Every read is parsed (and what is kept copied to the call's arena) before
+ * the loop reads again, so one buffer per thread serves all connections. */
+static _Thread_local char read_buf[65536];
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)h;
-  buf->base = malloc(suggested);
-  buf->len = buf->base ? suggested : 0;
+  (void)suggested;
+  buf->base = read_buf;
+  buf->len = sizeof read_buf;
 }
 
 /* Ends the call: detaches and parks or closes the connection, then the
@@ -178,7 +182,7 @@ static void finish(struct upstream_call *call, int rc) {
 }
 
 static void on_idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  free(buf->base);
+  (void)buf;
   if (nread == 0)
     return;
   conn_close((struct upstream_conn *)s); /* closed by the upstream, or bytes nobody asked for */
@@ -238,9 +242,8 @@ static int on_header_value_complete(llhttp_t *p) {
       if (call->chunked_seen++)
         return -1;
   }
-  for (size_t i = 0; i < vlen; i++)
-    if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
-      return -1; /* folded or broken header line */
+  if (memchr(v, '\r', vlen) || memchr(v, '\n', vlen) || memchr(v, '\0', vlen))
+    return -1; /* folded or broken header line */
   if (call->field_len == 0 || r->n_headers >= 200)
     return -1;
   while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
@@ -333,7 +336,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct upstream_conn *c = (struct upstream_conn *)s;
   struct upstream_call *call = c->call;
   if (!call) {
-    free(buf->base);
     conn_close(c);
     return;
   }
@@ -342,24 +344,36 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (c->in_head) {
       /* A header section ends its lines with CRLF; a bare LF is refused as
        * it is in requests. The section ends at the empty line. */
-      const char *b = buf->base;
-      char prev = c->prev;
-      unsigned st = c->eoh; /* progress through CR LF CR LF */
-      for (ssize_t i = 0; i < nread; i++) {
-        char ch = b[i];
-        if (ch == '\n' && prev != '\r') {
-          free(buf->base);
-          conn_close(c);
-          finish(call, UPSTREAM_EPROTO);
-          return;
+      /* Look only at line ends: every LF must follow a CR; an LF whose line
+       * was empty (the byte before its CR is an LF) ends the section. */
+      const char *b = buf->base, *end = b + nread, *p = b;
+      while (p < end) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        if (!lf)
+          break;
+        char before = lf - b >= 1 ? lf[-1] : c->prev;
+        char two_before = lf - b >= 2 ? lf[-2] : lf - b == 1 ? c->prev : c->prev2;
+        if (before != '\r')
+          goto bare_lf;
+        if (two_before == '\n') {
+          c->in_head = 0; /* the body may hold anything */
+          break;
         }
-        st = ch == '\r' ? (st == 2 ? 3 : 1) : ch == '\n' ? (st == 1 ? 2 : st == 3 ? 4 : 0) : 0;
-        prev = ch;
-        if (st == 4)
-          break; /* the empty line: the body may hold anything */
+        p = lf + 1;
       }
-      c->eoh = st == 4 ? 0 : st;
-      c->prev = prev;
+      if (nread >= 2) {
+        c->prev2 = end[-2];
+        c->prev = end[-1];
+      } else {
+        c->prev2 = c->prev;
+        c->prev = end[-1];
+      }
+      if (0) {
+      bare_lf:
+        conn_close(c);
+        finish(call, UPSTREAM_EPROTO);
+        return;
+      }
     }
     c->read_start = buf->base;
     llhttp_errno_t e = llhttp_execute(&c->parser, buf->base, (size_t)nread);
@@ -372,10 +386,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       conn_close(c);
       finish(call, UPSTREAM_EPROTO);
     }
-    free(buf->base);
     return;
   }
-  free(buf->base);
   if (nread == 0)
     return;
   /* EOF or error */
@@ -412,8 +424,7 @@ static void send_request(struct upstream_conn *c) {
   c->state = UC_SENDING;
   c->got_bytes = 0;
   c->in_head = 1;
-  c->prev = '\0';
-  c->eoh = 0;
+  c->prev = c->prev2 = '\0';
   c->write_req.data = c;
   uv_buf_t b = uv_buf_init(call->request, (unsigned)call->len);
   uv_read_stop((uv_stream_t *)&c->tcp);
@@ -475,13 +486,11 @@ int upstream_request(struct upstream_host *h, const char *request, size_t len, i
   if (h->freeing)
     return -1;
   struct upstream_call *call = arena_alloc(a, sizeof *call);
-  char *copy = arena_alloc(a, len);
-  if (!call || !copy)
+  if (!call)
     return -1;
   memset(call, 0, sizeof *call);
-  memcpy(copy, request, len);
   call->host = h;
-  call->request = copy;
+  call->request = (char *)request;
   call->len = len;
   call->head = head_request;
   call->timeout_ms = timeout_ms;

@@ -64,7 +64,8 @@ const char *upstream_host_name(const struct upstream_host *h); /* "host:port" */
 unsigned upstream_host_idle(const struct upstream_host *h);
 unsigned upstream_host_active(const struct upstream_host *h);
 
-/* Sends request (len bytes, copied) to h, waits up to timeout_ms for the
+/* Sends request (len bytes, which must stay valid until cb has run: it is
+ * not copied) to h, waits up to timeout_ms for the
  * whole response. head_request: the request was HEAD (no body follows the
  * response headers). max_body caps the response body (UPSTREAM_EPROTO past
  * it). Response data is allocated in a. *out, when not NULL, receives a

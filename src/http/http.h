@@ -85,6 +85,9 @@ const char *http_query_get(struct http_exchange *ex, const char *name);
 /* Adds a response header for the coming response. name and value are copied;
  * CR, LF and NUL are refused (returns -1) so a handler cannot split headers. */
 int http_add_header(struct http_exchange *ex, const char *name, const char *value);
+/* The same with lengths (no NUL needed). */
+int http_add_header_n(struct http_exchange *ex, const char *name, size_t name_len,
+                      const char *value, size_t value_len);
 
 /* Answers the request. body (len bytes) is copied. Content-Length, Date,
  * Connection and X-Request-Id are set by the server; for HEAD the body is

@@ -143,9 +143,10 @@ const char *http_query_get(struct http_exchange *ex, const char *name) {
   return NULL;
 }
 
-int http_add_header(struct http_exchange *ex, const char *name, const char *value) {
-  size_t nl = strlen(name), vl = strlen(value);
-  if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n") || nl == 0)
+int http_add_header_n(struct http_exchange *ex, const char *name, size_t nl, const char *value,
+                      size_t vl) {
+  if (nl == 0 || memchr(name, '\r', nl) || memchr(name, '\n', nl) || memchr(name, ':', nl) ||
+      memchr(value, '\r', vl) || memchr(value, '\n', vl))
     return -1;
   struct strbuf_view *h = &ex->extra_headers;
   size_t need = h->len + nl + vl + 4;
@@ -168,6 +169,10 @@ int http_add_header(struct http_exchange *ex, const char *name, const char *valu
   memcpy(h->data + h->len, "\r\n", 2);
   h->len += 2;
   return 0;
+}
+
+int http_add_header(struct http_exchange *ex, const char *name, const char *value) {
+  return http_add_header_n(ex, name, strlen(name), value, strlen(value));
 }
 
 /* ---- writing ------------------------------------------------------------ */
