@@ -138,6 +138,22 @@ int cli_gateway(int argc, char **argv) {
         fprintf(stderr, "strata gateway: %s: value too long\n", a);
         return 2;
       }
+    } else if (strcmp(a, "--balance") == 0) {
+      if (strcmp(v, "round-robin") == 0) {
+        s.balance = 0;
+      } else if (strcmp(v, "least-request") == 0) {
+        s.balance = 1;
+      } else if (strcmp(v, "hash-client") == 0) {
+        s.balance = 2;
+        s.hash_header[0] = '\0';
+      } else if (strncmp(v, "hash-header:", 12) == 0 && v[12] && strlen(v + 12) < sizeof s.hash_header) {
+        s.balance = 2;
+        strcpy(s.hash_header, v + 12);
+      } else {
+        fprintf(stderr, "strata gateway: --balance is round-robin, least-request, hash-client or "
+                        "hash-header:NAME\n");
+        return 2;
+      }
     } else if (strcmp(a, "--trusted-hops") == 0) {
       s.trusted_hops = (unsigned)atoi(v);
     } else {

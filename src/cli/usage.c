@@ -17,6 +17,7 @@ void cli_usage(FILE *out) {
           "               [--workers N] [--log-level LEVEL] [--timeout 15s] [--try-timeout 10s]\n"
           "               [--health-interval 1s] [--trusted-hops N] [--identity-secret-file FILE]\n"
           "               [--rate-limit RATE/s[:BURST]] [--api-keys FILE]\n"
+          "               [--balance round-robin|least-request|hash-client|hash-header:NAME]\n"
           "               [--jwt-hs256-secret-file F] [--jwt-rs256-public-key F]\n"
           "               [--jwt-es256-public-key F] [--jwt-issuer S] [--jwt-audience S]\n"
           "      the edge: proxy to the upstreams with health checks, circuit breakers,\n"

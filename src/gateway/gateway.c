@@ -147,6 +147,7 @@ struct gateway *gateway_new(const struct strata_config *cfg, const struct gw_set
   g->retry.total_timeout_ms = s->total_timeout_ms;
   breaker_config_default(&g->breaker);
   lb_settings_default(&g->lb);
+  g->lb.algorithm = (enum lb_algorithm)s->balance;
   for (unsigned i = 0; i < s->n_hosts; i++)
     g->healthy[i] = 1; /* until the checker says otherwise */
   uv_mutex_init(&g->workers_lock);

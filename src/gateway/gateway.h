@@ -44,6 +44,8 @@ struct gw_settings {
   char api_keys_file[1024];      /* "" = no API keys */
   char jwt_hs256_secret_file[1024], jwt_rs256_pem_file[1024], jwt_es256_pem_file[1024];
   char jwt_issuer[256], jwt_audience[256];
+  int balance;                   /* enum lb_algorithm: 0 round robin, 1 least request, 2 hash */
+  char hash_header[128];         /* hash: the header whose value is the key ("" = client address) */
 };
 
 void gw_settings_defaults(struct gw_settings *s);

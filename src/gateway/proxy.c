@@ -46,6 +46,8 @@ struct proxy_call {
   int last_host;
   uint64_t started, deadline;
   uint64_t try_started;
+  uint64_t try_started_ns;
+  uint64_t upstream_us; /* time spent waiting on upstreams, all tries */
 };
 
 /* ---- headers ------------------------------------------------------------ */
@@ -277,6 +279,8 @@ static int build_request(struct proxy_call *call) {
 
 /* ---- answering ---------------------------------------------------------- */
 
+static void log_upstream(struct proxy_call *call);
+
 static void relay(struct proxy_call *call, struct upstream_response *r) {
   struct http_exchange *ex = call->ex;
   int conn = has_connection(r->headers, r->n_headers);
@@ -288,10 +292,24 @@ static void relay(struct proxy_call *call, struct upstream_response *r) {
   }
   if (call->head && r->has_content_length)
     http_set_head_length(ex, r->content_length);
+  log_upstream(call);
   http_respond(ex, r->status, NULL, r->body, r->body_len);
 }
 
+/* What the access line says about the upstream side of this request. */
+static void log_upstream(struct proxy_call *call) {
+  struct http_exchange *ex = call->ex;
+  struct gw_worker *w = call->w;
+  if (call->host >= 0) {
+    http_log_str(ex, "upstream", upstream_host_name(w->hosts[call->host]));
+    http_log_str(ex, "breaker", breaker_state_name(breaker_state(&w->breakers[call->host])));
+  }
+  http_log_u64(ex, "attempts", call->attempt + (call->host >= 0 ? 1u : 0u));
+  http_log_u64(ex, "upstreamUs", call->upstream_us);
+}
+
 static void fail(struct proxy_call *call, int err, const char *message) {
+  log_upstream(call);
   http_respond_error(call->ex, err, message, NULL);
 }
 
@@ -333,6 +351,7 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
   int host = call->host;
   uint64_t now = uv_now(w->loop);
   uint32_t took = (uint32_t)(now - call->try_started);
+  call->upstream_us += (uv_hrtime() - call->try_started_ns) / 1000;
   lb_end(&w->pool, host);
   int ok = rc == UPSTREAM_OK && r->status < 500;
   if (rc != UPSTREAM_ESTALE && rc != UPSTREAM_ECANCELED) {
@@ -410,8 +429,20 @@ static void try_next(struct proxy_call *call) {
   int host = -1;
   uint64_t retry_after = 0;
   int exclude = call->attempt ? call->last_host : -1;
+  const char *key = NULL;
+  size_t key_len = 0;
+  if (w->g->lb.algorithm == LB_HASH) {
+    struct http_request *req = http_request_of(call->ex);
+    if (w->g->s.hash_header[0])
+      key = http_header_get(req, w->g->s.hash_header, &key_len);
+    if (!key) { /* by client address: the part before the port */
+      key = req->remote ? req->remote : "";
+      const char *colon = strrchr(key, ':');
+      key_len = colon ? (size_t)(colon - key) : strlen(key);
+    }
+  }
   for (unsigned tries = 0; tries < w->g->s.n_hosts + 1; tries++) {
-    int h = lb_pick(&w->pool, NULL, 0, now, trace_random64(), exclude);
+    int h = lb_pick(&w->pool, key, key_len, now, trace_random64(), exclude);
     if (h < 0)
       break;
     if (breaker_allow(&w->breakers[h], now)) {
@@ -434,6 +465,7 @@ static void try_next(struct proxy_call *call) {
   }
   call->host = host;
   call->try_started = now;
+  call->try_started_ns = uv_hrtime();
   lb_begin(&w->pool, host);
   w->stats[host].requests++;
   uint64_t left = deadline_try_ms(&w->g->retry, call->deadline, now);
@@ -463,6 +495,7 @@ void gw_proxy(struct http_exchange *ex, const struct auth_identity *id) {
   call->started = uv_now(w->loop);
   call->deadline = deadline_after(call->started, w->g->retry.total_timeout_ms);
   call->last_host = -1;
+  call->host = -1;
   retry_budget_request(&w->budget, call->started);
   if (build_request(call) != 0) {
     http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);

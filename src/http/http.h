@@ -89,6 +89,11 @@ int http_add_header(struct http_exchange *ex, const char *name, const char *valu
 int http_add_header_n(struct http_exchange *ex, const char *name, size_t name_len,
                       const char *value, size_t value_len);
 
+/* Adds a member to this exchange's access-log line (key: a plain ASCII
+ * name of the handler's choice; values escaped). Returns 0 or -1. */
+int http_log_str(struct http_exchange *ex, const char *key, const char *value);
+int http_log_u64(struct http_exchange *ex, const char *key, uint64_t value);
+
 /* Answers the request. body (len bytes) is copied. Content-Length, Date,
  * Connection and X-Request-Id are set by the server; for HEAD the body is
  * counted but not sent. content_type may be NULL when len is 0. */

@@ -43,6 +43,7 @@ struct http_exchange {
     char *data;
     size_t len, cap;
   } extra_headers;         /* handler-added response header lines */
+  struct strbuf_view log_fields; /* handler-added access-log members, JSON */
   struct route_match route;
   uint64_t start_ns;       /* first byte of the request (uv_hrtime) */
   uint64_t bytes_in;

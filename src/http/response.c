@@ -171,6 +171,38 @@ int http_add_header_n(struct http_exchange *ex, const char *name, size_t nl, con
   return 0;
 }
 
+/* Appends raw bytes to an arena-backed view. */
+static int view_append(struct http_exchange *ex, struct strbuf_view *v, const char *p, size_t n) {
+  if (v->len + n > v->cap) {
+    size_t cap = v->cap ? v->cap * 2 : 128;
+    while (cap < v->len + n)
+      cap *= 2;
+    char *d = arena_grow(ex->arena, v->data, v->cap, cap);
+    if (!d)
+      return -1;
+    v->data = d;
+    v->cap = cap;
+  }
+  memcpy(v->data + v->len, p, n);
+  v->len += n;
+  return 0;
+}
+
+int http_log_str(struct http_exchange *ex, const char *key, const char *value) {
+  struct strbuf sb;
+  strbuf_init(&sb, 4096);
+  log_put_str(&sb, key, value, strlen(value));
+  int rc = sb.failed ? -1 : view_append(ex, &ex->log_fields, sb.data, sb.len);
+  strbuf_free(&sb);
+  return rc;
+}
+
+int http_log_u64(struct http_exchange *ex, const char *key, uint64_t value) {
+  char buf[96];
+  int n = snprintf(buf, sizeof buf, ",\"%s\":%llu", key, (unsigned long long)value);
+  return n > 0 && (size_t)n < sizeof buf ? view_append(ex, &ex->log_fields, buf, (size_t)n) : -1;
+}
+
 int http_add_header(struct http_exchange *ex, const char *name, const char *value) {
   return http_add_header_n(ex, name, strlen(name), value, strlen(value));
 }
@@ -276,6 +308,8 @@ static void access_log(struct conn *c, uint64_t dur_ns) {
   log_put_u64(sb, "bytesIn", ex->bytes_in);
   log_put_u64(sb, "bytesOut", ex->bytes_out);
   log_put_str(sb, "remote", c->remote, strlen(c->remote));
+  if (ex->log_fields.len)
+    strbuf_append(sb, ex->log_fields.data, ex->log_fields.len);
   log_line_end(sb);
   if (sb->len > 32768)
     log_flush(sb);
