@@ -42,7 +42,11 @@ enum value_kind {
   VAL_STRING,      /* text that must fit a fixed char array */
   VAL_LISTEN,      /* HOST:PORT into a char array and a uint16_t */
   VAL_LOG_LEVEL,   /* enum log_level by name */
-  VAL_SYNC         /* enum db_sync by name: full, normal */
+  VAL_SYNC,        /* enum db_sync by name: full, normal */
+  VAL_BOOL,        /* int 0/1 from true/false/yes/no/on/off */
+  VAL_WORDS,       /* a word or a list of words, stored joined by commas */
+  VAL_LIST,        /* a sequence of mappings into an array of structs */
+  VAL_NAMED        /* a mapping of name -> mapping into an array of structs */
 };
 
 /* One key of a mapping. Offsets are relative to the struct the mapping is
@@ -54,7 +58,13 @@ struct key_spec {
   size_t size;                 /* sizeof the field */
   size_t port_off;             /* VAL_LISTEN: the uint16_t port field */
   uint64_t min, max;           /* numbers: inclusive range (bytes, ms) */
-  const struct key_spec *keys; /* VAL_SECTION: the section's table */
+  const struct key_spec *keys; /* VAL_SECTION, VAL_LIST, VAL_NAMED: the item's table */
+  /* VAL_LIST, VAL_NAMED: items are structs of item_size bytes, at most
+   * max_items, counted in the uint32_t at count_off; every item struct starts
+   * with `int line`. VAL_NAMED stores each name in the char[CFG_NAME_MAX]
+   * at name_off; a VAL_LIST item written as a scalar binds as scalar_key. */
+  size_t item_size, max_items, count_off, name_off;
+  const char *scalar_key;
 };
 
 #define FIELD_OF(type, member) \
@@ -109,6 +119,172 @@ static const struct key_spec bus_keys[] = {
   NUMBER(struct bus_settings, "backoff_cap", VAL_DURATION, backoff_cap_ms, 1, HOUR),
   NUMBER(struct bus_settings, "poll_interval", VAL_DURATION, poll_interval_ms, 1, 10 * SEC),
   NUMBER(struct bus_settings, "backlog_degraded", VAL_COUNT, backlog_degraded, 1, 1000000000),
+  { .name = "dir", .kind = VAL_STRING, FIELD_OF(struct bus_settings, dir) },
+  END_OF_TABLE,
+};
+
+/* --- the topology: gateway pools and routes, services --------------------- */
+
+static const struct key_spec host_keys[] = {
+  { .name = "address", .kind = VAL_LISTEN, FIELD_OF(struct host_config, host),
+    .port_off = offsetof(struct host_config, port) },
+  NUMBER(struct host_config, "weight", VAL_COUNT, weight, 1, 1000),
+  END_OF_TABLE,
+};
+
+static const struct key_spec pool_health_keys[] = {
+  NUMBER(struct pool_config, "interval", VAL_DURATION, health_interval_ms, 10, HOUR),
+  NUMBER(struct pool_config, "timeout", VAL_DURATION, health_timeout_ms, 10, MIN),
+  NUMBER(struct pool_config, "rise", VAL_COUNT, health_rise, 1, 100),
+  NUMBER(struct pool_config, "fall", VAL_COUNT, health_fall, 1, 100),
+  { .name = "path", .kind = VAL_STRING, FIELD_OF(struct pool_config, health_path) },
+  END_OF_TABLE,
+};
+
+static const struct key_spec pool_keys[] = {
+  { .name = "hosts", .kind = VAL_LIST, .off = offsetof(struct pool_config, hosts),
+    .keys = host_keys, .item_size = sizeof(struct host_config), .max_items = CFG_MAX_POOL_HOSTS,
+    .count_off = offsetof(struct pool_config, n_hosts), .scalar_key = "address" },
+  { .name = "service", .kind = VAL_STRING, FIELD_OF(struct pool_config, service) },
+  { .name = "balance", .kind = VAL_STRING, FIELD_OF(struct pool_config, balance) },
+  NUMBER(struct pool_config, "connect_timeout", VAL_DURATION, connect_timeout_ms, 1, MIN),
+  NUMBER(struct pool_config, "max_idle", VAL_COUNT, max_idle, 1, 10000),
+  { .name = "health", .kind = VAL_SECTION, .off = 0, .keys = pool_health_keys },
+  END_OF_TABLE,
+};
+
+static const struct key_spec route_match_keys[] = {
+  { .name = "prefix", .kind = VAL_STRING, FIELD_OF(struct route_config, prefix) },
+  { .name = "path", .kind = VAL_STRING, FIELD_OF(struct route_config, path) },
+  { .name = "methods", .kind = VAL_WORDS, FIELD_OF(struct route_config, methods) },
+  { .name = "host", .kind = VAL_STRING, FIELD_OF(struct route_config, host) },
+  END_OF_TABLE,
+};
+
+static const struct key_spec route_retry_keys[] = {
+  NUMBER(struct route_config, "attempts", VAL_COUNT, retry_attempts, 1, 10),
+  NUMBER(struct route_config, "backoff_base", VAL_DURATION, retry_base_ms, 1, MIN),
+  NUMBER(struct route_config, "backoff_cap", VAL_DURATION, retry_cap_ms, 1, MIN),
+  { .name = "on", .kind = VAL_WORDS, FIELD_OF(struct route_config, retry_on) },
+  END_OF_TABLE,
+};
+
+static const struct key_spec route_rate_keys[] = {
+  NUMBER(struct route_config, "rate", VAL_COUNT, rate, 1, 10000000),
+  NUMBER(struct route_config, "burst", VAL_COUNT, burst, 1, 10000000),
+  END_OF_TABLE,
+};
+
+static const struct key_spec route_auth_keys[] = {
+  { .name = "required", .kind = VAL_BOOL, FIELD_OF(struct route_config, auth_required) },
+  { .name = "scopes", .kind = VAL_WORDS, FIELD_OF(struct route_config, scopes) },
+  END_OF_TABLE,
+};
+
+static const struct key_spec route_cache_keys[] = {
+  NUMBER(struct route_config, "ttl", VAL_DURATION, cache_ttl_ms, 1, 24 * HOUR),
+  NUMBER(struct route_config, "stale_if_error", VAL_DURATION, cache_stale_if_error_ms, 1,
+         24 * HOUR),
+  END_OF_TABLE,
+};
+
+static const struct key_spec breaker_keys[] = {
+  NUMBER(struct breaker_settings, "error_threshold", VAL_COUNT, error_threshold_pct, 1, 100),
+  NUMBER(struct breaker_settings, "volume_threshold", VAL_COUNT, volume_threshold, 1, 100000),
+  NUMBER(struct breaker_settings, "reset_timeout", VAL_DURATION, reset_timeout_ms, 1, HOUR),
+  NUMBER(struct breaker_settings, "slow_call", VAL_DURATION, slow_call_ms, 1, HOUR),
+  NUMBER(struct breaker_settings, "slow_threshold", VAL_COUNT, slow_threshold_pct, 1, 100),
+  NUMBER(struct breaker_settings, "window", VAL_DURATION, window_ms, 100, HOUR),
+  NUMBER(struct breaker_settings, "half_open_probes", VAL_COUNT, half_open_probes, 1, 1000),
+  END_OF_TABLE,
+};
+
+static const struct key_spec route_fallback_keys[] = {
+  NUMBER(struct route_config, "status", VAL_COUNT, fallback_status, 200, 599),
+  { .name = "body", .kind = VAL_STRING, FIELD_OF(struct route_config, fallback_body) },
+  { .name = "content_type", .kind = VAL_STRING,
+    FIELD_OF(struct route_config, fallback_content_type) },
+  { .name = "stale", .kind = VAL_BOOL, FIELD_OF(struct route_config, fallback_stale) },
+  END_OF_TABLE,
+};
+
+static const struct key_spec route_keys[] = {
+  { .name = "match", .kind = VAL_SECTION, .off = 0, .keys = route_match_keys },
+  { .name = "pool", .kind = VAL_STRING, FIELD_OF(struct route_config, pool) },
+  { .name = "strip_prefix", .kind = VAL_BOOL, FIELD_OF(struct route_config, strip_prefix) },
+  { .name = "rewrite_prefix", .kind = VAL_STRING, FIELD_OF(struct route_config, rewrite_prefix) },
+  NUMBER(struct route_config, "timeout", VAL_DURATION, timeout_ms, 1, HOUR),
+  NUMBER(struct route_config, "try_timeout", VAL_DURATION, try_timeout_ms, 1, HOUR),
+  { .name = "retries", .kind = VAL_SECTION, .off = 0, .keys = route_retry_keys },
+  { .name = "rate_limit", .kind = VAL_SECTION, .off = 0, .keys = route_rate_keys },
+  { .name = "auth", .kind = VAL_SECTION, .off = 0, .keys = route_auth_keys },
+  { .name = "cache", .kind = VAL_SECTION, .off = 0, .keys = route_cache_keys },
+  { .name = "breaker", .kind = VAL_SECTION, .off = offsetof(struct route_config, breaker),
+    .keys = breaker_keys },
+  { .name = "fallback", .kind = VAL_SECTION, .off = 0, .keys = route_fallback_keys },
+  END_OF_TABLE,
+};
+
+static const struct key_spec gateway_admin_keys[] = {
+  { .name = "listen", .kind = VAL_LISTEN, FIELD_OF(struct gateway_config, admin_host),
+    .port_off = offsetof(struct gateway_config, admin_port) },
+  { .name = "token_file", .kind = VAL_STRING, FIELD_OF(struct gateway_config, admin_token_file) },
+  END_OF_TABLE,
+};
+
+static const struct key_spec gateway_jwt_keys[] = {
+  { .name = "hs256_secret_file", .kind = VAL_STRING,
+    FIELD_OF(struct gateway_config, jwt_hs256_secret_file) },
+  { .name = "rs256_public_key", .kind = VAL_STRING,
+    FIELD_OF(struct gateway_config, jwt_rs256_public_key) },
+  { .name = "es256_public_key", .kind = VAL_STRING,
+    FIELD_OF(struct gateway_config, jwt_es256_public_key) },
+  { .name = "issuer", .kind = VAL_STRING, FIELD_OF(struct gateway_config, jwt_issuer) },
+  { .name = "audience", .kind = VAL_STRING, FIELD_OF(struct gateway_config, jwt_audience) },
+  END_OF_TABLE,
+};
+
+static const struct key_spec gateway_rate_keys[] = {
+  NUMBER(struct gateway_config, "rate", VAL_COUNT, rate, 1, 10000000),
+  NUMBER(struct gateway_config, "burst", VAL_COUNT, burst, 1, 10000000),
+  END_OF_TABLE,
+};
+
+static const struct key_spec gateway_keys[] = {
+  { .name = "listen", .kind = VAL_LISTEN, FIELD_OF(struct gateway_config, listen_host),
+    .port_off = offsetof(struct gateway_config, listen_port) },
+  NUMBER(struct gateway_config, "workers", VAL_COUNT, workers, 0, 256),
+  { .name = "admin", .kind = VAL_SECTION, .off = 0, .keys = gateway_admin_keys },
+  NUMBER(struct gateway_config, "trusted_hops", VAL_COUNT, trusted_hops, 0, 64),
+  { .name = "identity_secret_file", .kind = VAL_STRING,
+    FIELD_OF(struct gateway_config, identity_secret_file) },
+  { .name = "api_keys_file", .kind = VAL_STRING, FIELD_OF(struct gateway_config, api_keys_file) },
+  { .name = "jwt", .kind = VAL_SECTION, .off = 0, .keys = gateway_jwt_keys },
+  { .name = "rate_limit", .kind = VAL_SECTION, .off = 0, .keys = gateway_rate_keys },
+  NUMBER(struct gateway_config, "connect_timeout", VAL_DURATION, connect_timeout_ms, 1, MIN),
+  NUMBER(struct gateway_config, "try_timeout", VAL_DURATION, try_timeout_ms, 1, HOUR),
+  NUMBER(struct gateway_config, "timeout", VAL_DURATION, total_timeout_ms, 1, HOUR),
+  NUMBER(struct gateway_config, "retry_attempts", VAL_COUNT, retry_attempts, 1, 10),
+  NUMBER(struct gateway_config, "backoff_base", VAL_DURATION, backoff_base_ms, 1, MIN),
+  NUMBER(struct gateway_config, "backoff_cap", VAL_DURATION, backoff_cap_ms, 1, MIN),
+  NUMBER(struct gateway_config, "max_response", VAL_SIZE, max_response_bytes, KIB, 4 * GIB),
+  { .name = "pools", .kind = VAL_NAMED, .off = offsetof(struct gateway_config, pools),
+    .keys = pool_keys, .item_size = sizeof(struct pool_config), .max_items = CFG_MAX_POOLS,
+    .count_off = offsetof(struct gateway_config, n_pools),
+    .name_off = offsetof(struct pool_config, name) },
+  { .name = "routes", .kind = VAL_LIST, .off = offsetof(struct gateway_config, routes),
+    .keys = route_keys, .item_size = sizeof(struct route_config), .max_items = CFG_MAX_ROUTES,
+    .count_off = offsetof(struct gateway_config, n_routes) },
+  END_OF_TABLE,
+};
+
+static const struct key_spec service_keys[] = {
+  { .name = "domains", .kind = VAL_WORDS, FIELD_OF(struct service_config, domains) },
+  NUMBER(struct service_config, "instances", VAL_COUNT, instances, 1, 64),
+  { .name = "listen", .kind = VAL_LISTEN, FIELD_OF(struct service_config, listen_host),
+    .port_off = offsetof(struct service_config, listen_port) },
+  { .name = "data", .kind = VAL_STRING, FIELD_OF(struct service_config, data_dir) },
+  NUMBER(struct service_config, "workers", VAL_COUNT, workers, 0, 256),
   END_OF_TABLE,
 };
 
@@ -123,6 +299,12 @@ static const struct key_spec root_keys[] = {
     .keys = cache_keys },
   { .name = "bus", .kind = VAL_SECTION, .off = offsetof(struct strata_config, bus),
     .keys = bus_keys },
+  { .name = "gateway", .kind = VAL_SECTION, .off = offsetof(struct strata_config, gateway),
+    .keys = gateway_keys },
+  { .name = "services", .kind = VAL_NAMED, .off = offsetof(struct strata_config, services),
+    .keys = service_keys, .item_size = sizeof(struct service_config),
+    .max_items = CFG_MAX_SERVICES, .count_off = offsetof(struct strata_config, n_services),
+    .name_off = offsetof(struct service_config, name) },
   END_OF_TABLE,
 };
 
@@ -432,7 +614,20 @@ void config_defaults(struct strata_config *cfg) {
   cfg->bus.backoff_cap_ms = 30 * SEC;
   cfg->bus.poll_interval_ms = 20;
   cfg->bus.backlog_degraded = 1000;
+  struct gateway_config *g = &cfg->gateway;
+  snprintf(g->listen_host, sizeof g->listen_host, "127.0.0.1");
+  g->listen_port = 8080;
+  snprintf(g->admin_host, sizeof g->admin_host, "127.0.0.1");
+  g->admin_port = 9901;
+  g->connect_timeout_ms = 1 * SEC;
+  g->try_timeout_ms = 10 * SEC;
+  g->total_timeout_ms = 15 * SEC;
+  g->retry_attempts = 3;
+  g->backoff_base_ms = 25;
+  g->backoff_cap_ms = 250;
+  g->max_response_bytes = 64 * MIB;
 }
+
 
 /* --- binding ------------------------------------------------------------ */
 
@@ -551,6 +746,8 @@ static void report_unknown(struct binder *b, const struct key_spec *keys,
 
 static void bind_map(struct binder *b, const struct ynode *map, const char *path,
                      const struct key_spec *keys, char *base);
+static void bind_words(struct binder *b, const struct key_spec *k, const struct ynode *const *words,
+                       size_t n, const char *path, char *base);
 
 static void bind_scalar(struct binder *b, const struct key_spec *k, const struct ynode *key,
                         const struct ynode *value, const char *path, char *base) {
@@ -643,8 +840,149 @@ static void bind_scalar(struct binder *b, const struct key_spec *k, const struct
     return;
   }
 
+  case VAL_BOOL: {
+    static const char *const yes[] = { "true", "yes", "on" }, *const no[] = { "false", "no", "off" };
+    int b_value = -1;
+    for (size_t i = 0; i < 3; i++) {
+      if (strcasecmp(text, yes[i]) == 0)
+        b_value = 1;
+      if (strcasecmp(text, no[i]) == 0)
+        b_value = 0;
+    }
+    if (b_value < 0) {
+      add_error(b->errs, value->line, "%s: \"%s\" is not true or false", path, shown);
+      return;
+    }
+    memcpy(base + k->off, &b_value, sizeof b_value);
+    return;
+  }
+
+  case VAL_WORDS:
+    bind_words(b, k, &value, 1, path, base);
+    return;
+
   case VAL_SECTION:
+  case VAL_LIST:
+  case VAL_NAMED:
     break;
+  }
+}
+
+/* VAL_WORDS: n scalar words, each a token without commas or spaces, joined
+ * with commas into the char array at k->off. */
+static void bind_words(struct binder *b, const struct key_spec *k, const struct ynode *const *words,
+                       size_t n, const char *path, char *base) {
+  char joined[1024], shown[64];
+  size_t used = 0;
+
+  joined[0] = '\0';
+  for (size_t i = 0; i < n; i++) {
+    const struct ynode *w = words[i];
+    if (w->kind != YNODE_SCALAR || w->len == 0) {
+      add_error(b->errs, w->line, "%s: each item must be a word", path);
+      return;
+    }
+    for (size_t j = 0; j < w->len; j++) {
+      unsigned char c = (unsigned char)w->text[j];
+      if (c <= ' ' || c == ',' || c >= 0x7f) {
+        ytree_printable(w->text, w->len, shown, sizeof shown);
+        add_error(b->errs, w->line, "%s: \"%s\" is not a single word", path, shown);
+        return;
+      }
+    }
+    if (used + w->len + 2 > sizeof joined || used + w->len + 1 >= k->size) {
+      add_error(b->errs, w->line, "%s: the list is longer than %zu bytes", path, k->size - 1);
+      return;
+    }
+    if (used)
+      joined[used++] = ',';
+    memcpy(joined + used, w->text, w->len);
+    used += w->len;
+    joined[used] = '\0';
+  }
+  memcpy(base + k->off, joined, used + 1);
+}
+
+/* VAL_LIST / VAL_NAMED: binds item i (node value, written at line) into the
+ * array; a new list replaces what the defaults had. */
+static char *list_item(struct binder *b, const struct key_spec *k, char *base, size_t i, int line,
+                       const char *path) {
+  if (i >= k->max_items) {
+    add_error(b->errs, line, "%s: at most %zu items", path, k->max_items);
+    return NULL;
+  }
+  char *item = base + k->off + i * k->item_size;
+  memset(item, 0, k->item_size);
+  memcpy(item, &line, sizeof line);
+  uint32_t count = (uint32_t)(i + 1);
+  memcpy(base + k->count_off, &count, sizeof count);
+  return item;
+}
+
+static void bind_list(struct binder *b, const struct key_spec *k, const struct ynode *key,
+                      const struct ynode *value, const char *path, char *base) {
+  char sub[300], shown[64];
+  uint32_t zero = 0;
+
+  memcpy(base + k->count_off, &zero, sizeof zero);
+  if (ytree_is_null(value))
+    return;
+  if (k->kind == VAL_LIST) {
+    if (value->kind != YNODE_SEQUENCE) {
+      add_error(b->errs, key->line, "%s must be a list, not %s", path,
+                ytree_kind_name(value->kind));
+      return;
+    }
+    for (size_t i = 0; i < value->count; i++) {
+      const struct ynode *it = value->items[i];
+      snprintf(sub, sizeof sub, "%.200s[%zu]", path, i);
+      char *item = list_item(b, k, base, i, it->line, path);
+      if (!item)
+        return;
+      if (it->kind == YNODE_SCALAR && k->scalar_key) {
+        const struct key_spec *sk;
+        for (sk = k->keys; sk->name && strcmp(sk->name, k->scalar_key) != 0; sk++)
+          ;
+        bind_scalar(b, sk, it, it, sub, item);
+      } else if (it->kind != YNODE_MAPPING) {
+        add_error(b->errs, it->line, "%s must be a mapping of keys, not %s", sub,
+                  ytree_kind_name(it->kind));
+      } else {
+        bind_map(b, it, sub, k->keys, item);
+      }
+    }
+    return;
+  }
+  if (value->kind != YNODE_MAPPING) {
+    add_error(b->errs, key->line, "%s must be a mapping of names, not %s", path,
+              ytree_kind_name(value->kind));
+    return;
+  }
+  for (size_t i = 0; i < value->count; i++) {
+    const struct ynode *name = value->pairs[i].key, *it = value->pairs[i].value;
+    ytree_printable(name->text, name->len, shown, sizeof shown);
+    snprintf(sub, sizeof sub, "%.200s.%.63s", path, shown);
+    char *item = list_item(b, k, base, i, name->line, path);
+    if (!item)
+      return;
+    int ok = name->len > 0 && name->len < CFG_NAME_MAX;
+    for (size_t j = 0; ok && j < name->len; j++) {
+      char c = name->text[j];
+      ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_';
+    }
+    if (!ok)
+      add_error(b->errs, name->line,
+                "%s: a name is 1 to %d letters, digits, - or _", sub, CFG_NAME_MAX - 1);
+    else
+      memcpy(item + k->name_off, name->text, name->len);
+    if (ytree_is_null(it))
+      continue;
+    if (it->kind != YNODE_MAPPING)
+      add_error(b->errs, name->line, "%s must be a mapping of keys, not %s", sub,
+                ytree_kind_name(it->kind));
+    else
+      bind_map(b, it, sub, k->keys, item);
   }
 }
 
@@ -666,7 +1004,11 @@ static void bind_map(struct binder *b, const struct ynode *map, const char *path
       continue;
     }
     join_path(sub, sizeof sub, path, k->name);
-    if (k->kind != VAL_SECTION) {
+    if (k->kind == VAL_LIST || k->kind == VAL_NAMED) {
+      bind_list(b, k, key, value, sub, base);
+    } else if (k->kind == VAL_WORDS && value->kind == YNODE_SEQUENCE) {
+      bind_words(b, k, (const struct ynode *const *)value->items, value->count, sub, base);
+    } else if (k->kind != VAL_SECTION) {
       bind_scalar(b, k, key, value, sub, base);
     } else if (ytree_is_null(value)) {
       /* "server:" with every key commented out keeps the defaults. */
@@ -716,6 +1058,186 @@ static void hint_unquoted_ipv6(struct config_errors *errs, const char *data, siz
            "; put an IPv6 listen address in quotes: listen: \"[::1]:8080\"");
 }
 
+/* --- the topology's cross-references -------------------------------------- */
+
+const struct pool_config *config_find_pool(const struct strata_config *cfg, const char *name) {
+  for (uint32_t i = 0; i < cfg->gateway.n_pools; i++)
+    if (strcmp(cfg->gateway.pools[i].name, name) == 0)
+      return &cfg->gateway.pools[i];
+  return NULL;
+}
+
+const struct service_config *config_find_service(const struct strata_config *cfg,
+                                                 const char *name) {
+  for (uint32_t i = 0; i < cfg->n_services; i++)
+    if (strcmp(cfg->services[i].name, name) == 0)
+      return &cfg->services[i];
+  return NULL;
+}
+
+int config_list_has(const char *list, const char *word) {
+  size_t n = strlen(word);
+  for (const char *p = list; p && *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len == n && memcmp(p, word, n) == 0)
+      return 1;
+    p = end ? end + 1 : NULL;
+  }
+  return 0;
+}
+
+static int valid_balance(const char *text) {
+  static const char *const names[] = { "round-robin", "least-request", "hash-client" };
+  if (!text[0])
+    return 1;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(text, names[i]) == 0)
+      return 1;
+  return strncmp(text, "hash-header:", 12) == 0 && text[12] != '\0';
+}
+
+/* Each comma-separated word of list passes ok(); reports the first that
+ * does not. */
+static int check_words(struct binder *b, int line, const char *path, const char *list,
+                       int (*ok)(const char *word), const char *expected) {
+  char word[128];
+  for (const char *p = list; p && *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    snprintf(word, sizeof word, "%.*s", (int)len, p);
+    if (!ok(word)) {
+      add_error(b->errs, line, "%s: \"%s\" is not %s", path, word, expected);
+      return -1;
+    }
+    p = end ? end + 1 : NULL;
+  }
+  return 0;
+}
+
+static int is_method(const char *w) {
+  for (; *w; w++)
+    if (*w < 'A' || *w > 'Z')
+      return 0;
+  return 1;
+}
+
+static int is_retry_cause(const char *w) {
+  if (strcmp(w, "connect-failure") == 0 || strcmp(w, "reset") == 0 || strcmp(w, "timeout") == 0)
+    return 1;
+  return strlen(w) == 3 && w[0] == '5' && w[1] >= '0' && w[1] <= '9' && w[2] >= '0' && w[2] <= '9';
+}
+
+static int is_domain(const char *w) {
+  return strcmp(w, "users") == 0 || strcmp(w, "orders") == 0 || strcmp(w, "payments") == 0 ||
+         strcmp(w, "notifications") == 0;
+}
+
+static int is_loopback(const char *host) {
+  return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
+}
+
+static void validate_pools(struct binder *b, const struct strata_config *cfg) {
+  for (uint32_t i = 0; i < cfg->gateway.n_pools; i++) {
+    const struct pool_config *p = &cfg->gateway.pools[i];
+    if (!p->n_hosts && !p->service[0])
+      add_error(b->errs, p->line, "gateway.pools.%s needs hosts or a service", p->name);
+    if (p->n_hosts && p->service[0])
+      add_error(b->errs, p->line, "gateway.pools.%s has both hosts and a service; use one",
+                p->name);
+    if (p->service[0] && !config_find_service(cfg, p->service))
+      add_error(b->errs, p->line, "gateway.pools.%s: no service named \"%s\"", p->name,
+                p->service);
+    if (!valid_balance(p->balance))
+      add_error(b->errs, p->line,
+                "gateway.pools.%s.balance: \"%s\" is not round-robin, least-request, "
+                "hash-client or hash-header:NAME", p->name, p->balance);
+    if (p->health_path[0] && p->health_path[0] != '/')
+      add_error(b->errs, p->line, "gateway.pools.%s.health.path must start with /", p->name);
+  }
+}
+
+static void validate_routes(struct binder *b, const struct strata_config *cfg) {
+  char path[64];
+  for (uint32_t i = 0; i < cfg->gateway.n_routes; i++) {
+    const struct route_config *r = &cfg->gateway.routes[i];
+    snprintf(path, sizeof path, "gateway.routes[%u]", i);
+    if (!r->prefix[0] && !r->path[0])
+      add_error(b->errs, r->line, "%s needs match.prefix or match.path", path);
+    if (r->prefix[0] && r->path[0])
+      add_error(b->errs, r->line, "%s has both match.prefix and match.path; use one", path);
+    if ((r->prefix[0] && r->prefix[0] != '/') || (r->path[0] && r->path[0] != '/'))
+      add_error(b->errs, r->line, "%s: a match path must start with /", path);
+    if (!r->pool[0])
+      add_error(b->errs, r->line, "%s needs a pool", path);
+    else if (!config_find_pool(cfg, r->pool) && !config_find_service(cfg, r->pool))
+      add_error(b->errs, r->line, "%s: no pool or service named \"%s\"", path, r->pool);
+    if ((r->strip_prefix || r->rewrite_prefix[0]) && !r->prefix[0])
+      add_error(b->errs, r->line, "%s: strip_prefix and rewrite_prefix need match.prefix", path);
+    if (r->strip_prefix && r->rewrite_prefix[0])
+      add_error(b->errs, r->line, "%s has both strip_prefix and rewrite_prefix; use one", path);
+    if (r->rewrite_prefix[0] && r->rewrite_prefix[0] != '/')
+      add_error(b->errs, r->line, "%s.rewrite_prefix must start with /", path);
+    check_words(b, r->line, path, r->methods, is_method, "an HTTP method in capitals");
+    check_words(b, r->line, path, r->retry_on, is_retry_cause,
+                "connect-failure, reset, timeout or a 5xx status");
+    if (r->fallback_body[0] && !r->fallback_status)
+      add_error(b->errs, r->line, "%s.fallback.body needs a fallback.status", path);
+    if (r->fallback_stale && !r->cache_ttl_ms)
+      add_error(b->errs, r->line, "%s.fallback.stale needs cache.ttl (the stale copy)", path);
+  }
+}
+
+/* Services: known domains, each hosted once, ports that do not collide, and
+ * all on one host — the embedded engines (SQLite files, the embedded bus's
+ * events.db) are shared through the file system, so they cannot span hosts. */
+static void validate_services(struct binder *b, struct strata_config *cfg) {
+  const char *host_of_first = NULL;
+  for (uint32_t i = 0; i < cfg->n_services; i++) {
+    struct service_config *s = &cfg->services[i];
+    char path[64];
+    snprintf(path, sizeof path, "services.%s", s->name);
+    if (!s->instances)
+      s->instances = 1;
+    if (!s->listen_port)
+      add_error(b->errs, s->line, "%s needs listen (HOST:PORT of its first instance)", path);
+    else if ((uint32_t)s->listen_port + s->instances - 1 > 65535)
+      add_error(b->errs, s->line, "%s: %u instances from port %u run past 65535", path,
+                s->instances, s->listen_port);
+    if (!s->domains[0])
+      add_error(b->errs, s->line, "%s needs domains (users, orders, payments, notifications)",
+                path);
+    check_words(b, s->line, path, s->domains, is_domain,
+                "a domain (users, orders, payments, notifications)");
+    for (uint32_t j = 0; j < i; j++) {
+      const struct service_config *o = &cfg->services[j];
+      static const char *const domains[] = { "users", "orders", "payments", "notifications" };
+      for (size_t d = 0; d < 4; d++)
+        if (config_list_has(s->domains, domains[d]) && config_list_has(o->domains, domains[d]))
+          add_error(b->errs, s->line, "%s: domain %s is already hosted by services.%s", path,
+                    domains[d], o->name);
+      if (s->listen_port && o->listen_port && strcmp(s->listen_host, o->listen_host) == 0 &&
+          s->listen_port < o->listen_port + o->instances &&
+          o->listen_port < s->listen_port + s->instances)
+        add_error(b->errs, s->line, "%s: ports overlap those of services.%s", path, o->name);
+    }
+    if (!host_of_first)
+      host_of_first = s->listen_host;
+    else if (strcmp(host_of_first, s->listen_host) != 0 &&
+             !(is_loopback(host_of_first) && is_loopback(s->listen_host)))
+      add_error(b->errs, s->line,
+                "%s listens on %s, another service on %s: the embedded engines (SQLite, the "
+                "embedded bus) are files on one host and cannot be shared between hosts",
+                path, s->listen_host, host_of_first);
+  }
+}
+
+static void validate_topology(struct binder *b, struct strata_config *cfg) {
+  validate_services(b, cfg);
+  validate_pools(b, cfg);
+  validate_routes(b, cfg);
+}
+
 int config_load_buffer(const char *data, size_t len, struct strata_config *cfg,
                        struct config_errors *errs) {
   struct binder b = { .errs = errs, .root = root_keys };
@@ -742,10 +1264,12 @@ int config_load_buffer(const char *data, size_t len, struct strata_config *cfg,
     goto out;
   if (root->kind != YNODE_MAPPING) {
     add_error(errs, root->line, "the file must be a mapping of sections (server, log, "
-                                "http, storage, cache, bus), not %s", ytree_kind_name(root->kind));
+                                "http, storage, cache, bus, gateway, services), not %s", ytree_kind_name(root->kind));
     goto out;
   }
   bind_map(&b, root, "", root_keys, (char *)&work);
+  if (errs->count == 0)
+    validate_topology(&b, &work);
 
 out:
   ytree_free(root);

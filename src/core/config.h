@@ -56,6 +56,106 @@ struct bus_settings {
   uint32_t backoff_cap_ms;   /* no retry waits longer than this */
   uint32_t poll_interval_ms; /* how often the relay and deliveries look for work */
   uint32_t backlog_degraded; /* readiness is degraded above this backlog or lag */
+  char dir[1024];            /* where events.db lives; "" = the data directory */
+};
+
+/* ---- topology: the gateway and the services (docs/config.md) ----------
+ * Lists are fixed arrays so a config stays plain data that can be copied;
+ * the caps are far above what one machine's topology needs. Numbers left
+ * at 0 in a pool or route mean "the gateway's default". */
+#define CFG_NAME_MAX 32
+#define CFG_MAX_POOLS 16
+#define CFG_MAX_POOL_HOSTS 16
+#define CFG_MAX_ROUTES 32
+#define CFG_MAX_SERVICES 16
+
+struct host_config {
+  int line;
+  char host[64];
+  uint16_t port;
+  uint32_t weight; /* 0 = 1 */
+};
+
+/* Upstream pool: hosts listed, or the instances of a service. */
+struct pool_config {
+  int line;
+  char name[CFG_NAME_MAX];
+  char service[CFG_NAME_MAX];
+  struct host_config hosts[CFG_MAX_POOL_HOSTS];
+  uint32_t n_hosts;
+  char balance[160]; /* round-robin | least-request | hash-client | hash-header:NAME */
+  uint32_t connect_timeout_ms;
+  uint32_t max_idle; /* keep-alive connections per host per worker */
+  uint32_t health_interval_ms, health_timeout_ms, health_rise, health_fall;
+  char health_path[128];
+};
+
+struct breaker_settings {
+  uint32_t error_threshold_pct; /* failures in the window that open it */
+  uint32_t volume_threshold;    /* calls in the window before it may open */
+  uint32_t reset_timeout_ms;    /* open -> half-open */
+  uint32_t slow_call_ms;        /* a call slower than this counts as slow */
+  uint32_t slow_threshold_pct;  /* slow calls in the window that open it */
+  uint32_t window_ms;
+  uint32_t half_open_probes;
+};
+
+struct route_config {
+  int line;
+  char prefix[128];  /* match.prefix: the path is it or continues after a '/' */
+  char path[128];    /* match.path: a router pattern (/api/users/:id, /files/ *) */
+  char methods[128]; /* match.methods: "GET,HEAD"; "" = any */
+  char host[128];    /* match.host: the Host without its port; "" = any */
+  char pool[CFG_NAME_MAX];
+  char rewrite_prefix[128]; /* replaces the matched prefix ("" with strip) */
+  int strip_prefix;
+  uint32_t timeout_ms, try_timeout_ms;
+  uint32_t retry_attempts, retry_base_ms, retry_cap_ms;
+  char retry_on[128]; /* "connect-failure,reset,timeout,502,503,504" */
+  uint32_t rate, burst; /* requests per second per client; 0 = gateway's */
+  int auth_required;
+  char scopes[256];     /* "orders:write,admin": any one of them suffices */
+  uint32_t cache_ttl_ms, cache_stale_if_error_ms; /* ttl 0 = not cached */
+  struct breaker_settings breaker;
+  uint32_t fallback_status;     /* 0 = no static fallback */
+  char fallback_body[512];
+  char fallback_content_type[64];
+  int fallback_stale;           /* serve the last good cached answer */
+};
+
+struct gateway_config {
+  char listen_host[64];
+  uint16_t listen_port;
+  char admin_host[64];
+  uint16_t admin_port;
+  char admin_token_file[1024];
+  uint32_t workers;
+  uint32_t trusted_hops;
+  char identity_secret_file[1024];
+  char api_keys_file[1024];
+  char jwt_hs256_secret_file[1024], jwt_rs256_public_key[1024], jwt_es256_public_key[1024];
+  char jwt_issuer[256], jwt_audience[256];
+  uint32_t rate, burst;
+  uint32_t connect_timeout_ms, try_timeout_ms, total_timeout_ms;
+  uint32_t retry_attempts, backoff_base_ms, backoff_cap_ms;
+  uint64_t max_response_bytes;
+  struct pool_config pools[CFG_MAX_POOLS];
+  uint32_t n_pools;
+  struct route_config routes[CFG_MAX_ROUTES];
+  uint32_t n_routes;
+};
+
+/* A service of the topology: some domains, run as `instances` processes
+ * listening on consecutive ports from listen_port. */
+struct service_config {
+  int line;
+  char name[CFG_NAME_MAX];
+  char domains[128]; /* "users,orders,payments,notifications" */
+  uint32_t instances;
+  char listen_host[64];
+  uint16_t listen_port;
+  char data_dir[1024]; /* relative: under server.data (or `strata up --data`) */
+  uint32_t workers;
 };
 
 struct strata_config {
@@ -68,7 +168,17 @@ struct strata_config {
   struct storage_settings storage;
   struct cache_settings cache;
   struct bus_settings bus;
+  struct gateway_config gateway;
+  struct service_config services[CFG_MAX_SERVICES];
+  uint32_t n_services;
 };
+
+/* The pool a route or a name refers to: a pool, else NULL. */
+const struct pool_config *config_find_pool(const struct strata_config *cfg, const char *name);
+const struct service_config *config_find_service(const struct strata_config *cfg,
+                                                 const char *name);
+/* 1 when the comma-separated list contains word (case-sensitive). */
+int config_list_has(const char *list, const char *word);
 
 /* One problem found in a config file: 1-based line (0 when not tied to a
  * line) and a human sentence naming the key. */

@@ -366,9 +366,10 @@ static void test_unknown_keys(void **state) {
   expect_only_error("max_body: 1k\n", 1, "unknown key max_body; did you mean http.max_body?");
   expect_only_error("server:\n  port: 80\n", 2,
                     "unknown key server.port (expected one of listen, workers, data)");
-  expect_only_error("gateway: {}\n", 1,
-                    "unknown key gateway (expected a section: server, log, http, storage, cache, "
-                    "bus)");
+  expect_only_error("gatewy: {}\n", 1, "unknown key gatewy; did you mean gateway?");
+  expect_only_error("routing: {}\n", 1,
+                    "unknown key routing (expected a section: server, log, http, storage, cache, "
+                    "bus, gateway, services)");
   expect_only_error("log:\n  \"\\x01\": 1\n", 2,
                     "unknown key log.\\x01 (expected one of level)");
 }
@@ -394,10 +395,10 @@ static void test_wrong_node_kinds(void **state) {
   expect_only_error("log:\n  - level\n", 1, "log must be a mapping of keys, not a list");
   expect_only_error("- server\n", 1,
                     "the file must be a mapping of sections (server, log, http, storage, cache, "
-                    "bus), not a list");
+                    "bus, gateway, services), not a list");
   expect_only_error("just text\n", 1,
                     "the file must be a mapping of sections (server, log, http, storage, cache, "
-                    "bus), not a value");
+                    "bus, gateway, services), not a value");
   expect_only_error("server:\n  [a]: 1\n", 2, "server: keys must be single values, not a list");
 }
 
@@ -801,6 +802,125 @@ static void test_tree_printable(void **state) {
   assert_string_equal(ytree_printable("abc", 3, buf, 3), "");
 }
 
+/* --- the topology: gateway pools and routes, services ---------------------- */
+
+static void test_topology_binds(void **state) {
+  (void)state;
+  struct strata_config cfg;
+  struct config_errors errs;
+  int rc = load_text("gateway:\n"
+                     "  listen: 127.0.0.1:18080\n"
+                     "  admin: {listen: 127.0.0.1:19901, token_file: /tmp/tok}\n"
+                     "  pools:\n"
+                     "    legacy:\n"
+                     "      hosts: [127.0.0.1:9000, {address: \"[::1]:9001\", weight: 3}]\n"
+                     "      balance: hash-header:X-User\n"
+                     "      health: {interval: 500ms, rise: 3, path: /ready}\n"
+                     "  routes:\n"
+                     "    - match: {prefix: /api/users, methods: [GET, HEAD], host: a.example}\n"
+                     "      pool: users\n"
+                     "      cache: {ttl: 5s, stale_if_error: 1m}\n"
+                     "      fallback: {status: 200, body: '{\"items\":[]}', stale: yes}\n"
+                     "      breaker: {error_threshold: 40, reset_timeout: 2s}\n"
+                     "    - match: {path: /legacy/:id}\n"
+                     "      pool: legacy\n"
+                     "      retries: {attempts: 2, on: [connect-failure, 503]}\n"
+                     "      auth: {required: true, scopes: admin}\n"
+                     "      rate_limit: {rate: 5, burst: 10}\n"
+                     "services:\n"
+                     "  users: {domains: [users], listen: 127.0.0.1:8081, instances: 2}\n"
+                     "  rest: {domains: [orders, payments], listen: 127.0.0.1:8083}\n",
+                     &cfg, &errs);
+  assert_int_equal(rc, 0);
+  const struct gateway_config *g = &cfg.gateway;
+  assert_int_equal(g->listen_port, 18080);
+  assert_int_equal(g->admin_port, 19901);
+  assert_string_equal(g->admin_token_file, "/tmp/tok");
+  assert_int_equal(g->n_pools, 1);
+  assert_string_equal(g->pools[0].name, "legacy");
+  assert_int_equal(g->pools[0].line, 5);
+  assert_int_equal(g->pools[0].n_hosts, 2);
+  assert_int_equal(g->pools[0].hosts[0].port, 9000);
+  assert_string_equal(g->pools[0].hosts[1].host, "::1");
+  assert_int_equal(g->pools[0].hosts[1].weight, 3);
+  assert_string_equal(g->pools[0].balance, "hash-header:X-User");
+  assert_int_equal(g->pools[0].health_interval_ms, 500);
+  assert_int_equal(g->pools[0].health_rise, 3);
+  assert_int_equal(g->n_routes, 2);
+  const struct route_config *r = &g->routes[0];
+  assert_int_equal(r->line, 10);
+  assert_string_equal(r->prefix, "/api/users");
+  assert_string_equal(r->methods, "GET,HEAD");
+  assert_string_equal(r->host, "a.example");
+  assert_int_equal(r->cache_ttl_ms, 5000);
+  assert_int_equal(r->cache_stale_if_error_ms, 60000);
+  assert_int_equal(r->fallback_status, 200);
+  assert_string_equal(r->fallback_body, "{\"items\":[]}");
+  assert_int_equal(r->fallback_stale, 1);
+  assert_int_equal(r->breaker.error_threshold_pct, 40);
+  assert_int_equal(r->breaker.reset_timeout_ms, 2000);
+  r = &g->routes[1];
+  assert_string_equal(r->path, "/legacy/:id");
+  assert_string_equal(r->retry_on, "connect-failure,503");
+  assert_int_equal(r->retry_attempts, 2);
+  assert_int_equal(r->auth_required, 1);
+  assert_string_equal(r->scopes, "admin");
+  assert_int_equal(r->rate, 5);
+  assert_int_equal(cfg.n_services, 2);
+  assert_string_equal(cfg.services[0].name, "users");
+  assert_int_equal(cfg.services[0].instances, 2);
+  assert_int_equal(cfg.services[1].instances, 1); /* the default */
+  assert_string_equal(cfg.services[1].domains, "orders,payments");
+  assert_true(config_list_has(cfg.services[1].domains, "payments"));
+  assert_false(config_list_has(cfg.services[1].domains, "pay"));
+  assert_non_null(config_find_service(&cfg, "rest"));
+  assert_null(config_find_pool(&cfg, "users"));
+}
+
+static void test_topology_errors(void **state) {
+  (void)state;
+  expect_only_error("gateway:\n  pools:\n    p: {hosts: [127.0.0.1:1], balance: random}\n", 3,
+                    "gateway.pools.p.balance: \"random\" is not round-robin, least-request, "
+                    "hash-client or hash-header:NAME");
+  expect_only_error("gateway:\n  pools:\n    p: {}\n", 3, "gateway.pools.p needs hosts or a service");
+  expect_only_error("gateway:\n  pools:\n    p: {service: nope}\n", 3,
+                    "gateway.pools.p: no service named \"nope\"");
+  expect_only_error("gateway:\n  pools:\n    \"a b\": {hosts: [127.0.0.1:1]}\n", 3,
+                    "gateway.pools.a b: a name is 1 to 31 letters, digits, - or _");
+  expect_only_error("gateway:\n  pools: {x: {hosts: [127.0.0.1:1]}}\n  routes:\n    - pool: x\n", 4,
+                    "gateway.routes[0] needs match.prefix or match.path");
+  expect_only_error("gateway:\n  routes:\n    - {match: {prefix: /a}, pool: x}\n", 3,
+                    "gateway.routes[0]: no pool or service named \"x\"");
+  expect_only_error("gateway:\n  pools: {p: {hosts: [127.0.0.1:1]}}\n  routes:\n"
+                    "    - {match: {prefix: /a, methods: [get]}, pool: p}\n", 4,
+                    "gateway.routes[0]: \"get\" is not an HTTP method in capitals");
+  expect_only_error("gateway:\n  pools: {p: {hosts: [127.0.0.1:1]}}\n  routes:\n"
+                    "    - {match: {path: /a}, pool: p, strip_prefix: true}\n", 4,
+                    "gateway.routes[0]: strip_prefix and rewrite_prefix need match.prefix");
+  expect_only_error("gateway:\n  pools: {p: {hosts: [127.0.0.1:1]}}\n  routes:\n"
+                    "    - {match: {prefix: /a}, pool: p, retries: {on: [404]}}\n", 4,
+                    "gateway.routes[0]: \"404\" is not connect-failure, reset, timeout or a 5xx "
+                    "status");
+  expect_only_error("gateway:\n  routes: {a: 1}\n", 2, "gateway.routes must be a list, not a mapping");
+  expect_only_error("gateway:\n  pools: {p: {hosts: [127.0.0.1:1], strip: 1}}\n", 2,
+                    "unknown key gateway.pools.p.strip (expected one of hosts, service, balance, "
+                    "connect_timeout, max_idle, health)");
+  expect_only_error("services:\n  a: {domains: [billing], listen: 127.0.0.1:9000}\n", 2,
+                    "services.a: \"billing\" is not a domain (users, orders, payments, "
+                    "notifications)");
+  expect_only_error("services:\n  a: {domains: [users], listen: 127.0.0.1:9000}\n"
+                    "  b: {domains: [users], listen: 127.0.0.1:9001}\n", 3,
+                    "services.b: domain users is already hosted by services.a");
+  expect_only_error("services:\n  a: {domains: [users], listen: 127.0.0.1:9000, instances: 2}\n"
+                    "  b: {domains: [orders], listen: 127.0.0.1:9001}\n", 3,
+                    "services.b: ports overlap those of services.a");
+  expect_only_error("services:\n  a: {domains: [users], listen: 127.0.0.1:9000}\n"
+                    "  b: {domains: [orders], listen: 10.1.2.3:9001}\n", 3,
+                    "services.b listens on 10.1.2.3, another service on 127.0.0.1: the embedded "
+                    "engines (SQLite, the embedded bus) are files on one host and cannot be shared "
+                    "between hosts");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_defaults),
@@ -818,6 +938,8 @@ int main(void) {
     cmocka_unit_test(test_duplicate_keys),
     cmocka_unit_test(test_wrong_node_kinds),
     cmocka_unit_test(test_missing_values),
+      cmocka_unit_test(test_topology_binds),
+      cmocka_unit_test(test_topology_errors),
     cmocka_unit_test(test_value_errors),
     cmocka_unit_test(test_storage_cache_bus_sections),
     cmocka_unit_test(test_parse_synchronous),
