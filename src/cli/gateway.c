@@ -1,7 +1,10 @@
-/* `strata gateway`: the edge process. This is the no-config form of
+/* `strata gateway`: the edge process. With --config FILE its routes, pools
+ * and policies come from the file's gateway section (pools may name a
+ * service of the file's topology). Without, it is the no-config form of
  * `caddy reverse-proxy`: every request goes to one pool made of the
  * --upstream hosts, with the default policies on (active and passive health
- * checks, circuit breakers, retries with a budget, timeouts, metrics). */
+ * checks, circuit breakers, retries with a budget, timeouts, metrics).
+ * Flags override the file either way. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,11 +52,43 @@ static int parse_ms(const char *v, uint32_t *out) {
   return 0;
 }
 
+static void no_config_route(struct strata_config *cfg) {
+  struct gateway_config *g = &cfg->gateway;
+  g->n_pools = 1;
+  snprintf(g->pools[0].name, sizeof g->pools[0].name, "default");
+  g->n_routes = 1;
+  struct route_config *r = &g->routes[0];
+  memset(r, 0, sizeof *r);
+  snprintf(r->prefix, sizeof r->prefix, "/");
+  snprintf(r->pool, sizeof r->pool, "default");
+}
+
 int cli_gateway(int argc, char **argv) {
   struct strata_config cfg;
-  struct gw_settings s;
   config_defaults(&cfg);
-  gw_settings_defaults(&s);
+  const char *config_path = NULL;
+  for (int i = 0; i + 1 < argc; i++)
+    if (strcmp(argv[i], "--config") == 0)
+      config_path = argv[i + 1];
+  if (config_path) {
+    struct config_errors errs;
+    if (config_load(config_path, &cfg, &errs) != 0) {
+      int n = errs.count < CONFIG_MAX_ERRORS ? errs.count : CONFIG_MAX_ERRORS;
+      for (int e = 0; e < n; e++)
+        fprintf(stderr, "%s:%d: %s\n", config_path, errs.items[e].line, errs.items[e].message);
+      return 2;
+    }
+    if (!cfg.gateway.n_routes) {
+      fprintf(stderr, "strata gateway: %s has no gateway.routes\n", config_path);
+      return 2;
+    }
+  } else {
+    no_config_route(&cfg);
+  }
+  struct gateway_config *gc = &cfg.gateway;
+  struct pool_config *pool = &gc->pools[0];
+  uint32_t workers = gc->workers;
+  int workers_set = 0;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char why[160];
@@ -66,26 +101,40 @@ int cli_gateway(int argc, char **argv) {
       return 2;
     }
     i++;
-    if (strcmp(a, "--listen") == 0) {
-      if (config_parse_listen(v, cfg.listen_host, sizeof cfg.listen_host, &cfg.listen_port, why,
-                              sizeof why) != 0) {
-        fprintf(stderr, "strata gateway: --listen %s: %s\n", v, why);
+    int pool_flag = strcmp(a, "--upstream") == 0 || strcmp(a, "--balance") == 0 ||
+                    strcmp(a, "--health-interval") == 0;
+    if (pool_flag && config_path) {
+      fprintf(stderr, "strata gateway: %s is for the no-config form; with --config, pools come "
+                      "from the file\n", a);
+      return 2;
+    }
+    if (strcmp(a, "--config") == 0) {
+      /* read above */
+    } else if (strcmp(a, "--listen") == 0 || strcmp(a, "--admin") == 0) {
+      int admin = strcmp(a, "--admin") == 0;
+      if (config_parse_listen(v, admin ? gc->admin_host : gc->listen_host,
+                              sizeof gc->listen_host, admin ? &gc->admin_port : &gc->listen_port,
+                              why, sizeof why) != 0) {
+        fprintf(stderr, "strata gateway: %s %s: %s\n", a, v, why);
+        return 2;
+      }
+    } else if (strcmp(a, "--data") == 0) {
+      if (copy_arg(cfg.data_dir, sizeof cfg.data_dir, v) != 0) {
+        fprintf(stderr, "strata gateway: --data: value too long\n");
         return 2;
       }
     } else if (strcmp(a, "--upstream") == 0) {
-      if (s.n_hosts == GW_MAX_HOSTS) {
-        fprintf(stderr, "strata gateway: at most %d upstreams\n", GW_MAX_HOSTS);
+      if (pool->n_hosts == CFG_MAX_POOL_HOSTS) {
+        fprintf(stderr, "strata gateway: at most %d upstreams\n", CFG_MAX_POOL_HOSTS);
         return 2;
       }
-      struct gw_host_config *h = &s.hosts[s.n_hosts];
+      struct host_config *h = &pool->hosts[pool->n_hosts];
       if (config_parse_listen(v, h->host, sizeof h->host, &h->port, why, sizeof why) != 0) {
         fprintf(stderr, "strata gateway: --upstream %s: %s\n", v, why);
         return 2;
       }
-      if (strcmp(h->host, "0.0.0.0") == 0)
-        strcpy(h->host, "127.0.0.1");
       h->weight = 1;
-      s.n_hosts++;
+      pool->n_hosts++;
     } else if (strcmp(a, "--workers") == 0) {
       char *end;
       unsigned long n = strtoul(v, &end, 10);
@@ -93,79 +142,82 @@ int cli_gateway(int argc, char **argv) {
         fprintf(stderr, "strata gateway: --workers needs a number from 0 to 256\n");
         return 2;
       }
-      cfg.workers = (uint32_t)n;
+      workers = (uint32_t)n;
+      workers_set = 1;
     } else if (strcmp(a, "--log-level") == 0) {
       if (config_parse_log_level(v, &cfg.log_level) != 0) {
         fprintf(stderr, "strata gateway: --log-level must be debug, info, warn, error or off\n");
         return 2;
       }
     } else if (strcmp(a, "--health-interval") == 0) {
-      if (parse_ms(v, &s.health_interval_ms) != 0) {
+      if (parse_ms(v, &pool->health_interval_ms) != 0) {
         fprintf(stderr, "strata gateway: --health-interval needs a duration such as 1s\n");
         return 2;
       }
+      pool->health_disabled = pool->health_interval_ms == 0;
     } else if (strcmp(a, "--try-timeout") == 0) {
-      if (parse_ms(v, &s.try_timeout_ms) != 0) {
+      if (parse_ms(v, &gc->try_timeout_ms) != 0) {
         fprintf(stderr, "strata gateway: --try-timeout needs a duration such as 2s\n");
         return 2;
       }
     } else if (strcmp(a, "--timeout") == 0) {
-      if (parse_ms(v, &s.total_timeout_ms) != 0) {
+      if (parse_ms(v, &gc->total_timeout_ms) != 0) {
         fprintf(stderr, "strata gateway: --timeout needs a duration such as 15s\n");
         return 2;
       }
-    } else if (strcmp(a, "--identity-secret-file") == 0) {
-      if (trust_read_secret(v, s.identity_secret, sizeof s.identity_secret, why, sizeof why) != 0) {
-        fprintf(stderr, "strata gateway: --identity-secret-file: %s\n", why);
-        return 2;
-      }
     } else if (strcmp(a, "--rate-limit") == 0) {
-      if (parse_rate(v, &s.rate) != 0) {
+      struct ratelimit_policy rp;
+      if (parse_rate(v, &rp) != 0) {
         fprintf(stderr, "strata gateway: --rate-limit wants RATE/s|m|h[:BURST], e.g. 100/s:200\n");
         return 2;
       }
-    } else if (strcmp(a, "--api-keys") == 0 || strcmp(a, "--jwt-hs256-secret-file") == 0 ||
+      gc->rate = rp.rate;
+      gc->rate_period_ms = rp.period_ms;
+      gc->burst = rp.burst;
+    } else if (strcmp(a, "--identity-secret-file") == 0 || strcmp(a, "--api-keys") == 0 ||
+               strcmp(a, "--jwt-hs256-secret-file") == 0 ||
                strcmp(a, "--jwt-rs256-public-key") == 0 || strcmp(a, "--jwt-es256-public-key") == 0 ||
-               strcmp(a, "--jwt-issuer") == 0 || strcmp(a, "--jwt-audience") == 0) {
-      char *dst = strcmp(a, "--api-keys") == 0               ? s.api_keys_file
-                  : strcmp(a, "--jwt-hs256-secret-file") == 0 ? s.jwt_hs256_secret_file
-                  : strcmp(a, "--jwt-rs256-public-key") == 0  ? s.jwt_rs256_pem_file
-                  : strcmp(a, "--jwt-es256-public-key") == 0  ? s.jwt_es256_pem_file
-                  : strcmp(a, "--jwt-issuer") == 0            ? s.jwt_issuer
-                                                              : s.jwt_audience;
-      size_t cap = strcmp(a, "--jwt-issuer") == 0 || strcmp(a, "--jwt-audience") == 0 ? 256 : 1024;
+               strcmp(a, "--jwt-issuer") == 0 || strcmp(a, "--jwt-audience") == 0 ||
+               strcmp(a, "--admin-token-file") == 0 || strcmp(a, "--balance") == 0) {
+      char *dst = strcmp(a, "--identity-secret-file") == 0    ? gc->identity_secret_file
+                  : strcmp(a, "--api-keys") == 0              ? gc->api_keys_file
+                  : strcmp(a, "--jwt-hs256-secret-file") == 0 ? gc->jwt_hs256_secret_file
+                  : strcmp(a, "--jwt-rs256-public-key") == 0  ? gc->jwt_rs256_public_key
+                  : strcmp(a, "--jwt-es256-public-key") == 0  ? gc->jwt_es256_public_key
+                  : strcmp(a, "--jwt-issuer") == 0            ? gc->jwt_issuer
+                  : strcmp(a, "--jwt-audience") == 0          ? gc->jwt_audience
+                  : strcmp(a, "--balance") == 0               ? pool->balance
+                                                              : gc->admin_token_file;
+      size_t cap = strcmp(a, "--jwt-issuer") == 0 || strcmp(a, "--jwt-audience") == 0 ? 256
+                   : strcmp(a, "--balance") == 0                                       ? 160
+                                                                                       : 1024;
       if (copy_arg(dst, cap, v) != 0) {
         fprintf(stderr, "strata gateway: %s: value too long\n", a);
         return 2;
       }
-    } else if (strcmp(a, "--balance") == 0) {
-      if (strcmp(v, "round-robin") == 0) {
-        s.balance = 0;
-      } else if (strcmp(v, "least-request") == 0) {
-        s.balance = 1;
-      } else if (strcmp(v, "hash-client") == 0) {
-        s.balance = 2;
-        s.hash_header[0] = '\0';
-      } else if (strncmp(v, "hash-header:", 12) == 0 && v[12] && strlen(v + 12) < sizeof s.hash_header) {
-        s.balance = 2;
-        strcpy(s.hash_header, v + 12);
-      } else {
-        fprintf(stderr, "strata gateway: --balance is round-robin, least-request, hash-client or "
-                        "hash-header:NAME\n");
-        return 2;
-      }
     } else if (strcmp(a, "--trusted-hops") == 0) {
-      s.trusted_hops = (unsigned)atoi(v);
+      gc->trusted_hops = (unsigned)atoi(v);
     } else {
       fprintf(stderr, "strata gateway: unknown option '%s' (see strata --help)\n", a);
       return 2;
     }
   }
-  if (s.n_hosts == 0) {
-    fprintf(stderr, "strata gateway: give at least one --upstream HOST:PORT\n");
+  if (!config_path && pool->n_hosts == 0) {
+    fprintf(stderr, "strata gateway: give at least one --upstream HOST:PORT (or --config FILE)\n");
     return 2;
   }
+  /* The process listens where the gateway section says. */
+  snprintf(cfg.listen_host, sizeof cfg.listen_host, "%s", gc->listen_host);
+  cfg.listen_port = gc->listen_port;
+  if (workers_set || gc->workers)
+    cfg.workers = workers;
   log_set_level(cfg.log_level);
+  static struct gw_settings s; /* large: not on the stack */
+  char why[300];
+  if (gw_settings_from_config(&cfg, &s, why, sizeof why) != 0) {
+    fprintf(stderr, "strata gateway: %s\n", why);
+    return 2;
+  }
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
@@ -174,12 +226,23 @@ int cli_gateway(int argc, char **argv) {
   int rc = 1;
   struct http_server *server = NULL;
   struct router *router = router_new();
+  struct router *admin = NULL;
   struct gateway *g = gateway_new(&cfg, &s);
   if (!router || !g || gateway_routes_register(g, router) != 0)
     goto done;
   server = http_server_new(&cfg, router);
   if (!server)
     goto done;
+  if (s.admin_port && !s.admin_token[0]) {
+    log_event(LOG_INFO, "admin_off", NULL,
+              "no admin listener: it needs a token (gateway.admin.token_file or "
+              "--admin-token-file)");
+  } else if (s.admin_port) {
+    admin = router_new();
+    if (!admin || gateway_admin_register(g, admin) != 0 ||
+        http_server_add_listener(server, s.admin_host, s.admin_port, admin) != 0)
+      goto done;
+  }
   http_server_set_worker_hooks(server, gateway_worker_hooks(g));
   if (gateway_start(g) != 0)
     goto done;
@@ -188,6 +251,7 @@ done:
   gateway_stop(g);
   http_server_free(server);
   router_free(router);
+  router_free(admin);
   metrics_shutdown();
   gateway_free(g);
   return rc;

@@ -138,6 +138,7 @@ static const struct key_spec pool_health_keys[] = {
   NUMBER(struct pool_config, "rise", VAL_COUNT, health_rise, 1, 100),
   NUMBER(struct pool_config, "fall", VAL_COUNT, health_fall, 1, 100),
   { .name = "path", .kind = VAL_STRING, FIELD_OF(struct pool_config, health_path) },
+  { .name = "disabled", .kind = VAL_BOOL, FIELD_OF(struct pool_config, health_disabled) },
   END_OF_TABLE,
 };
 
@@ -176,7 +177,7 @@ static const struct key_spec route_rate_keys[] = {
 };
 
 static const struct key_spec route_auth_keys[] = {
-  { .name = "required", .kind = VAL_BOOL, FIELD_OF(struct route_config, auth_required) },
+  { .name = "anonymous", .kind = VAL_BOOL, FIELD_OF(struct route_config, auth_anonymous) },
   { .name = "scopes", .kind = VAL_WORDS, FIELD_OF(struct route_config, scopes) },
   END_OF_TABLE,
 };
@@ -626,6 +627,7 @@ void config_defaults(struct strata_config *cfg) {
   g->backoff_base_ms = 25;
   g->backoff_cap_ms = 250;
   g->max_response_bytes = 64 * MIB;
+  g->rate_period_ms = 1 * SEC;
 }
 
 
@@ -1125,7 +1127,7 @@ static int is_method(const char *w) {
 static int is_retry_cause(const char *w) {
   if (strcmp(w, "connect-failure") == 0 || strcmp(w, "reset") == 0 || strcmp(w, "timeout") == 0)
     return 1;
-  return strlen(w) == 3 && w[0] == '5' && w[1] >= '0' && w[1] <= '9' && w[2] >= '0' && w[2] <= '9';
+  return strcmp(w, "502") == 0 || strcmp(w, "503") == 0 || strcmp(w, "504") == 0;
 }
 
 static int is_domain(const char *w) {
@@ -1180,7 +1182,7 @@ static void validate_routes(struct binder *b, const struct strata_config *cfg) {
       add_error(b->errs, r->line, "%s.rewrite_prefix must start with /", path);
     check_words(b, r->line, path, r->methods, is_method, "an HTTP method in capitals");
     check_words(b, r->line, path, r->retry_on, is_retry_cause,
-                "connect-failure, reset, timeout or a 5xx status");
+                "connect-failure, reset, timeout, 502, 503 or 504");
     if (r->fallback_body[0] && !r->fallback_status)
       add_error(b->errs, r->line, "%s.fallback.body needs a fallback.status", path);
     if (r->fallback_stale && !r->cache_ttl_ms)

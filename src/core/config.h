@@ -88,6 +88,7 @@ struct pool_config {
   uint32_t max_idle; /* keep-alive connections per host per worker */
   uint32_t health_interval_ms, health_timeout_ms, health_rise, health_fall;
   char health_path[128];
+  int health_disabled; /* no active checks (passive ejection still works) */
 };
 
 struct breaker_settings {
@@ -113,7 +114,7 @@ struct route_config {
   uint32_t retry_attempts, retry_base_ms, retry_cap_ms;
   char retry_on[128]; /* "connect-failure,reset,timeout,502,503,504" */
   uint32_t rate, burst; /* requests per second per client; 0 = gateway's */
-  int auth_required;
+  int auth_anonymous;  /* credentials optional here (verified when sent) */
   char scopes[256];     /* "orders:write,admin": any one of them suffices */
   uint32_t cache_ttl_ms, cache_stale_if_error_ms; /* ttl 0 = not cached */
   struct breaker_settings breaker;
@@ -136,6 +137,7 @@ struct gateway_config {
   char jwt_hs256_secret_file[1024], jwt_rs256_public_key[1024], jwt_es256_public_key[1024];
   char jwt_issuer[256], jwt_audience[256];
   uint32_t rate, burst;
+  uint32_t rate_period_ms; /* the rate is per this long (1s; the CLI takes /m, /h) */
   uint32_t connect_timeout_ms, try_timeout_ms, total_timeout_ms;
   uint32_t retry_attempts, backoff_base_ms, backoff_cap_ms;
   uint64_t max_response_bytes;

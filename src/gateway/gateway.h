@@ -15,51 +15,98 @@
 #include "gateway/auth.h"
 #include "gateway/ratelimit.h"
 #include "http/router.h"
+#include "resilience/breaker.h"
+#include "resilience/retry.h"
 #include "http/server.h"
 
-#define GW_MAX_HOSTS 64
+#define GW_MAX_HOSTS 64 /* all pools together */
 
+/* One upstream host; pools own consecutive ranges of the host table. */
 struct gw_host_config {
-  char host[256];
+  char host[64];
   uint16_t port;
   uint32_t weight;
+  unsigned pool;
 };
 
+struct gw_pool {
+  char name[CFG_NAME_MAX];
+  unsigned first, n_hosts;       /* hosts[first .. first + n_hosts) */
+  int balance;                   /* enum lb_algorithm */
+  char hash_header[128];         /* hash: the header whose value is the key ("" = client address) */
+  uint32_t connect_timeout_ms;
+  unsigned max_idle;             /* keep-alive connections per host per worker */
+  uint32_t health_interval_ms;   /* active checks of GET health_path; 0 = off */
+  uint32_t health_timeout_ms;
+  unsigned health_rise, health_fall;
+  char health_path[128];
+};
+
+/* A route as the proxy uses it: the configured entry plus what follows
+ * from it and the gateway's defaults. */
+struct gw_route {
+  struct route_config rc;
+  unsigned pool;
+  char label[400];               /* metrics and admin: "GET /api/users" */
+  struct retry_policy retry;
+  struct breaker_config breaker;
+  struct ratelimit_policy rate;  /* rate 0: the gateway's limit */
+};
+
+/* Everything the gateway runs with, resolved from a strata_config (pools
+ * named by a service get that service's instances as hosts). Plain data. */
 struct gw_settings {
   struct gw_host_config hosts[GW_MAX_HOSTS];
   unsigned n_hosts;
-  uint32_t connect_timeout_ms;   /* TCP connect to an upstream */
+  struct gw_pool pools[CFG_MAX_POOLS];
+  unsigned n_pools;
+  struct gw_route routes[CFG_MAX_ROUTES];
+  unsigned n_routes;
   uint32_t try_timeout_ms;       /* one attempt, connect to last response byte */
   uint32_t total_timeout_ms;     /* all attempts together; 504 past it */
-  unsigned max_attempts;         /* tries per request, retries included */
-  uint32_t backoff_base_ms, backoff_cap_ms;
-  uint32_t health_interval_ms;   /* active checks of GET /health/ready */
-  uint32_t health_timeout_ms;
-  unsigned health_rise, health_fall;
   unsigned trusted_hops;         /* X-Forwarded-For / Forwarded entries to keep */
-  unsigned max_idle_per_host;    /* keep-alive connections per host per worker */
   size_t max_response_bytes;
   char identity_secret[512];     /* signs X-Strata-Identity-* upstream; "" = off */
   struct ratelimit_policy rate;  /* per client (identity, else address); rate 0 = off */
   char api_keys_file[1024];      /* "" = no API keys */
   char jwt_hs256_secret_file[1024], jwt_rs256_pem_file[1024], jwt_es256_pem_file[1024];
   char jwt_issuer[256], jwt_audience[256];
-  int balance;                   /* enum lb_algorithm: 0 round robin, 1 least request, 2 hash */
-  char hash_header[128];         /* hash: the header whose value is the key ("" = client address) */
+  char admin_host[64];           /* the admin listener; port 0 = none */
+  uint16_t admin_port;
+  char admin_token[256];         /* "" = the admin listener refuses everything */
 };
 
-void gw_settings_defaults(struct gw_settings *s);
+/* Resolves cfg->gateway (and cfg->services for pools named by a service)
+ * into s. Returns 0, or -1 with a reason in why. */
+int gw_settings_from_config(const struct strata_config *cfg, struct gw_settings *s, char *why,
+                            size_t why_len);
+
+/* The route a request takes: the first whose host, methods and path match
+ * (file order, as Envoy), or -1. */
+int gw_route_match(const struct gw_settings *s, const char *host, size_t host_len,
+                   const char *method, const char *path, size_t path_len);
+
+/* The path sent upstream after the route's strip_prefix / rewrite_prefix:
+ * writes it to out (cap bytes) and returns its length, or 0 when it does
+ * not fit. */
+size_t gw_route_rewrite(const struct gw_route *r, const char *path, size_t path_len, char *out,
+                        size_t cap);
 
 struct gateway;
 
 /* Builds the gateway over cfg (listen, workers, limits) and s (pools,
- * policies). Returns NULL and logs why. */
+ * routes, policies). Returns NULL and logs why. */
 struct gateway *gateway_new(const struct strata_config *cfg, const struct gw_settings *s);
 void gateway_free(struct gateway *g);
 
 /* The proxy route (every path) and the gateway's own /health and /metrics. */
 int gateway_routes_register(struct gateway *g, struct router *r);
 const struct http_worker_hooks *gateway_worker_hooks(struct gateway *g);
+
+/* The admin listener's routes: GET /admin/status (JSON: pools, hosts,
+ * health, breakers, routes, counters) behind a bearer token, and the
+ * gateway's health and metrics. */
+int gateway_admin_register(struct gateway *g, struct router *r);
 
 /* Starts / stops the active health checker thread. */
 int gateway_start(struct gateway *g);

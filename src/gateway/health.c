@@ -13,6 +13,7 @@
 
 struct check {
   struct gateway *g;
+  const struct gw_pool *pool; /* interval, timeout, rise, fall, path */
   unsigned index;
   uv_timer_t timer;
   struct upstream_host *host;
@@ -32,14 +33,14 @@ static void on_check_done(int rc, struct upstream_response *r, void *arg) {
   int was = __atomic_load_n(&g->healthy[c->index], __ATOMIC_RELAXED);
   if (ok) {
     c->fail_run = 0;
-    if (++c->ok_run >= g->s.health_rise && !was) {
+    if (++c->ok_run >= c->pool->health_rise && !was) {
       __atomic_store_n(&g->healthy[c->index], 1, __ATOMIC_RELAXED);
       log_event(LOG_WARN, "upstream_healthy", NULL, "%s passed %u checks in a row: back in the pool",
                 upstream_host_name(c->host), c->ok_run);
     }
   } else {
     c->ok_run = 0;
-    if (++c->fail_run >= g->s.health_fall && was) {
+    if (++c->fail_run >= c->pool->health_fall && was) {
       __atomic_store_n(&g->healthy[c->index], 0, __ATOMIC_RELAXED);
       if (rc == UPSTREAM_OK)
         log_event(LOG_WARN, "upstream_unhealthy", NULL, "%s failed %u checks in a row (status %d)",
@@ -59,9 +60,11 @@ static void on_tick(uv_timer_t *t) {
   /* the request must outlive the call: it lives in the check */
   char *req = c->request;
   int n = snprintf(req, sizeof c->request,
-                   "GET /health/ready HTTP/1.1\r\nHost: %s\r\nUser-Agent: strata-health\r\n\r\n",
-                   upstream_host_name(c->host));
-  if (upstream_request(c->host, req, (size_t)n, 0, c->g->s.health_timeout_ms, 65536, &c->arena,
+                   "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: strata-health\r\n\r\n",
+                   c->pool->health_path, upstream_host_name(c->host));
+  if (n < 0 || (size_t)n >= sizeof c->request)
+    return;
+  if (upstream_request(c->host, req, (size_t)n, 0, c->pool->health_timeout_ms, 65536, &c->arena,
                        on_check_done, c, NULL) == 0)
     c->busy = 1;
 }
@@ -69,7 +72,8 @@ static void on_tick(uv_timer_t *t) {
 static void on_stop(uv_async_t *a) {
   struct gateway *g = a->data;
   for (unsigned i = 0; i < g->s.n_hosts; i++) {
-    uv_close((uv_handle_t *)&checks[i].timer, NULL);
+    if (checks[i].host)
+      uv_close((uv_handle_t *)&checks[i].timer, NULL);
     upstream_host_free(checks[i].host);
   }
   uv_close((uv_handle_t *)a, NULL);
@@ -82,21 +86,22 @@ static void checker_main(void *arg) {
 }
 
 int gw_health_start(struct gateway *g) {
-  if (!g->s.health_interval_ms)
-    return 0;
   checks = calloc(g->s.n_hosts, sizeof *checks);
   if (!checks || uv_loop_init(&g->checker_loop) != 0)
     return -1;
   for (unsigned i = 0; i < g->s.n_hosts; i++) {
     struct check *c = &checks[i];
     c->g = g;
+    c->pool = &g->s.pools[g->s.hosts[i].pool];
     c->index = i;
     arena_init(&c->arena, 4096);
+    if (!c->pool->health_interval_ms)
+      continue; /* this pool is not checked */
     c->host = upstream_host_new(&g->checker_loop, g->s.hosts[i].host, g->s.hosts[i].port, 1,
-                                g->s.health_timeout_ms);
+                                c->pool->health_timeout_ms);
     uv_timer_init(&g->checker_loop, &c->timer);
     c->timer.data = c;
-    uv_timer_start(&c->timer, on_tick, 0, g->s.health_interval_ms);
+    uv_timer_start(&c->timer, on_tick, 0, c->pool->health_interval_ms);
   }
   uv_async_init(&g->checker_loop, &g->checker_stop, on_stop);
   g->checker_stop.data = g;

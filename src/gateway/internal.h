@@ -18,17 +18,29 @@ struct gw_host_stats {
   uint64_t failures;       /* tries that failed without a usable response */
   uint64_t retries;        /* tries that were retries */
   uint64_t breaker_rejected;
+  uint64_t ejections;      /* passive outlier ejections */
+};
+
+/* Counters of one route, per worker. */
+struct gw_route_stats {
+  uint64_t requests;
+  uint64_t rate_limited;
+  uint64_t breaker_rejected; /* answered by the route's open breaker */
+  uint64_t fallbacks;        /* answered by the configured fallback */
 };
 
 struct gw_worker {
   struct gateway *g;
   uv_loop_t *loop;
   unsigned index;
+  /* hosts of every pool, indexed like g->s.hosts */
   struct upstream_host *hosts[GW_MAX_HOSTS];
   struct breaker breakers[GW_MAX_HOSTS];
   int seen_healthy[GW_MAX_HOSTS];      /* the checker's verdict at the last sync */
   struct gw_host_stats stats[GW_MAX_HOSTS];
-  struct lb_pool pool;
+  struct lb_pool pools[CFG_MAX_POOLS]; /* host i of pool p is g->s.hosts[first + i] */
+  struct breaker route_breakers[CFG_MAX_ROUTES];
+  struct gw_route_stats route_stats[CFG_MAX_ROUTES];
   struct retry_budget budget;
   struct strbuf request_buf;           /* upstream requests are built here */
   uint64_t budget_exhausted;
@@ -37,9 +49,7 @@ struct gw_worker {
 struct gateway {
   struct strata_config cfg;
   struct gw_settings s;
-  struct retry_policy retry;
-  struct breaker_config breaker;
-  struct lb_settings lb;
+  int route_metrics[CFG_MAX_ROUTES]; /* metrics_route_id() of each route */
   int healthy[GW_MAX_HOSTS];        /* active checker's verdict, atomic */
   struct gw_worker *workers[256];   /* registered by the hooks, for /metrics */
   unsigned n_workers;
@@ -48,28 +58,39 @@ struct gateway {
   uv_loop_t checker_loop;
   uv_async_t checker_stop;
   int checker_running;
-  int metrics_registered;
   struct ratelimit *rl;           /* shared by the workers (sharded locks) */
+  struct ratelimit *route_rl[CFG_MAX_ROUTES]; /* routes with their own limit */
   struct auth_keyring *keys;      /* NULL: no API keys */
   struct auth_jwt_config jwt;     /* algs 0: no JWT */
   unsigned char *jwt_secret;
   size_t jwt_secret_len;
   char *jwt_rs256_pem, *jwt_es256_pem;
-  int auth_required;
+  int credentials_accepted;       /* API keys or JWTs configured */
   uint64_t rate_limited;          /* 429s, for /metrics */
   uint64_t auth_failed;           /* 401s */
+  uint64_t forbidden;             /* 403s: a scope the route needs is missing */
 };
 
-/* proxy.c: forwards the exchange; id (NULL = anonymous) is the verified
- * identity the upstream receives in signed headers. */
-void gw_proxy(struct http_exchange *ex, const struct auth_identity *id);
+/* The host table index of host i of pool p. */
+static inline int gw_host_index(const struct gateway *g, unsigned pool, int i) {
+  return (int)g->s.pools[pool].first + i;
+}
 
-/* protect.c: authentication and rate limiting in front of the proxy.
- * Returns 0 to go on (with *id filled, kind NONE when anonymous), or
+/* proxy.c: forwards the exchange along route; id (NULL = anonymous) is
+ * the verified identity the upstream receives in signed headers. */
+void gw_proxy(struct http_exchange *ex, unsigned route, const struct auth_identity *id);
+
+/* protect.c: authentication, scopes and rate limiting in front of the
+ * proxy. Returns 0 to go on (with *id filled, kind NONE when anonymous), or
  * non-zero after answering 400/401/403/429 itself. */
-int gw_protect(struct gateway *g, struct http_exchange *ex, struct auth_identity *id);
+int gw_protect(struct gateway *g, struct http_exchange *ex, unsigned route,
+               struct auth_identity *id);
 int gw_protect_init(struct gateway *g, char *why, size_t why_len);
 void gw_protect_free(struct gateway *g);
+
+/* admin.c: the JSON document of GET /admin/status (pools, hosts, routes, breakers,
+ * counters), appended to sb. */
+void gw_admin_status_json(struct gateway *g, struct strbuf *sb);
 
 /* health.c: the active checker thread. */
 int gw_health_start(struct gateway *g);

@@ -114,10 +114,24 @@ int gw_protect_init(struct gateway *g, char *why, size_t why_len) {
   g->jwt.audience = s->jwt_audience[0] ? s->jwt_audience : NULL;
   if (g->jwt.algs && auth_jwt_config_check(&g->jwt, why, why_len) != 0)
     return -1;
-  g->auth_required = g->keys != NULL || g->jwt.algs != 0;
+  g->credentials_accepted = g->keys != NULL || g->jwt.algs != 0;
   if (s->rate.rate) {
     if (ratelimit_policy_check(&s->rate) != 0 || !(g->rl = ratelimit_new(&s->rate, 100000))) {
       snprintf(why, why_len, "invalid rate limit");
+      return -1;
+    }
+  }
+  for (unsigned r = 0; r < s->n_routes; r++) {
+    const struct gw_route *route = &s->routes[r];
+    if (route->rc.scopes[0] && !g->credentials_accepted) {
+      snprintf(why, why_len, "route %s needs scopes, but no API keys or JWT are configured",
+               route->label);
+      return -1;
+    }
+    if (route->rate.rate &&
+        (ratelimit_policy_check(&route->rate) != 0 ||
+         !(g->route_rl[r] = ratelimit_new(&route->rate, 100000)))) {
+      snprintf(why, why_len, "route %s: invalid rate limit", route->label);
       return -1;
     }
   }
@@ -127,6 +141,8 @@ int gw_protect_init(struct gateway *g, char *why, size_t why_len) {
 void gw_protect_free(struct gateway *g) {
   auth_keyring_free(g->keys);
   ratelimit_free(g->rl);
+  for (unsigned r = 0; r < CFG_MAX_ROUTES; r++)
+    ratelimit_free(g->route_rl[r]);
   free(g->jwt_secret);
   free(g->jwt_rs256_pem);
   free(g->jwt_es256_pem);
@@ -161,7 +177,10 @@ static int challenge(struct gateway *g, struct http_exchange *ex, enum auth_chal
   return -1;
 }
 
-static int authenticate(struct gateway *g, struct http_exchange *ex, struct auth_identity *id) {
+/* Verifies the request's credentials into *id. Without any: 401, or 0 with
+ * an anonymous id when the route allows that. */
+static int authenticate(struct gateway *g, struct http_exchange *ex, int anonymous_ok,
+                        struct auth_identity *id) {
   struct http_request *req = http_request_of(ex);
   size_t alen = 0, klen = 0;
   const char *authz = http_header_get(req, "authorization", &alen);
@@ -170,6 +189,8 @@ static int authenticate(struct gateway *g, struct http_exchange *ex, struct auth
   int rc = auth_credentials_parse(authz, alen, xkey, klen, &cred);
   if (rc == STRATA_EBAD_REQUEST)
     return challenge(g, ex, AUTH_CHALLENGE_INVALID_REQUEST, "Malformed credentials.");
+  if ((rc != 0 || cred.scheme == AUTH_SCHEME_NONE) && anonymous_ok)
+    return 0;
   if (rc != 0 || cred.scheme == AUTH_SCHEME_NONE)
     return challenge(g, ex, AUTH_CHALLENGE_MISSING, "Credentials are required.");
   if (cred.scheme == AUTH_SCHEME_API_KEY) {
@@ -184,12 +205,44 @@ static int authenticate(struct gateway *g, struct http_exchange *ex, struct auth
   return 0;
 }
 
-int gw_protect(struct gateway *g, struct http_exchange *ex, struct auth_identity *id) {
+/* 403 unless id holds one of the route's scopes ("a,b": any one will do). */
+static int check_scopes(struct gateway *g, struct http_exchange *ex, const char *scopes,
+                        const struct auth_identity *id) {
+  char scope[128], listed[300] = "";
+  size_t used = 0;
+  for (const char *p = scopes; *p;) {
+    const char *end = strchr(p, ',');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    snprintf(scope, sizeof scope, "%.*s", (int)n, p);
+    if (auth_has_scope(id, scope))
+      return 0;
+    used += (size_t)snprintf(listed + used, used < sizeof listed ? sizeof listed - used : 0, "%s%s",
+                             used ? " " : "", scope);
+    if (used >= sizeof listed)
+      used = sizeof listed - 1;
+    p = end ? end + 1 : p + n;
+  }
+  char value[512];
+  unsigned schemes = (g->keys ? AUTH_SCHEME_API_KEY : 0) | (g->jwt.algs ? AUTH_SCHEME_BEARER : 0);
+  if (auth_www_authenticate(schemes, AUTH_CHALLENGE_INSUFFICIENT_SCOPE, "strata",
+                            "A scope this route needs is missing.", listed, value, sizeof value))
+    http_add_header(ex, "WWW-Authenticate", value);
+  __atomic_add_fetch(&g->forbidden, 1, __ATOMIC_RELAXED);
+  http_respond_error(ex, STRATA_EFORBIDDEN, "A scope this route needs is missing.", NULL);
+  return -1;
+}
+
+int gw_protect(struct gateway *g, struct http_exchange *ex, unsigned route,
+               struct auth_identity *id) {
+  const struct gw_route *rt = &g->s.routes[route];
   memset(id, 0, sizeof *id);
   id->kind = AUTH_KIND_NONE;
-  if (g->auth_required && authenticate(g, ex, id) != 0)
+  if (g->credentials_accepted && authenticate(g, ex, rt->rc.auth_anonymous, id) != 0)
     return -1;
-  if (!g->rl)
+  if (rt->rc.scopes[0] && check_scopes(g, ex, rt->rc.scopes, id) != 0)
+    return -1;
+  struct ratelimit *rl = g->route_rl[route] ? g->route_rl[route] : g->rl;
+  if (!rl)
     return 0;
   /* the identity when there is one, else the client's address */
   char key[300];
@@ -202,13 +255,16 @@ int gw_protect(struct gateway *g, struct http_exchange *ex, struct auth_identity
   }
   struct ratelimit_result r;
   int allowed = id->has_limit
-                    ? ratelimit_check_policy(g->rl, &id->limit, key, strlen(key), uv_now(http_loop(ex)), &r)
-                    : ratelimit_check(g->rl, key, strlen(key), uv_now(http_loop(ex)), &r);
+                    ? ratelimit_check_policy(rl, &id->limit, key, strlen(key), uv_now(http_loop(ex)), &r)
+                    : ratelimit_check(rl, key, strlen(key), uv_now(http_loop(ex)), &r);
   char lines[RATELIMIT_HEADERS_MAX];
-  if (allowed >= 0 && ratelimit_headers(g->rl, &r, lines, sizeof lines))
+  if (allowed >= 0 && ratelimit_headers(rl, &r, lines, sizeof lines))
     add_header_lines(ex, lines);
   if (allowed == 0) {
     __atomic_add_fetch(&g->rate_limited, 1, __ATOMIC_RELAXED);
+    struct gw_worker *w = http_worker_data(ex);
+    if (w)
+      w->route_stats[route].rate_limited++;
     http_respond_error(ex, STRATA_ETOO_MANY_REQUESTS, "Rate limit exceeded; see Retry-After.", NULL);
     return -1;
   }

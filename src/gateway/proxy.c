@@ -37,6 +37,12 @@ struct proxy_call {
   struct http_exchange *ex;
   const struct auth_identity *id;
   struct gw_worker *w;
+  const struct gw_route *route;
+  unsigned route_index;
+  unsigned pool;
+  const char *path;       /* as sent upstream (after strip/rewrite) */
+  size_t path_len;
+  int route_breaker;      /* the route's breaker let this request in: report to it */
   char *request;
   size_t len;
   int head;
@@ -182,7 +188,7 @@ static int build_request(struct proxy_call *call) {
   strbuf_clear(&sb);
   strbuf_append(&sb, req->method, req->method_len);
   strbuf_putc(&sb, ' ');
-  strbuf_append(&sb, req->path, req->path_len);
+  strbuf_append(&sb, call->path, call->path_len);
   if (req->query_len) {
     strbuf_putc(&sb, '?');
     strbuf_append(&sb, req->query, req->query_len);
@@ -206,7 +212,8 @@ static int build_request(struct proxy_call *call) {
   }
   if (!host) { /* HTTP/1.0 without Host: name the upstream */
     strbuf_puts(&sb, "Host: ");
-    strbuf_puts(&sb, upstream_host_name(call->w->hosts[0]));
+    strbuf_puts(&sb, upstream_host_name(
+                         call->w->hosts[gw_host_index(call->w->g, call->pool, 0)]));
     strbuf_puts(&sb, "\r\n");
   }
   char ip[64];
@@ -241,7 +248,7 @@ static int build_request(struct proxy_call *call) {
   trace_child(&req->trace, tp);
   strbuf_puts(&sb, "\r\ntraceparent: ");
   strbuf_puts(&sb, tp);
-  uint64_t budget = deadline_try_ms(&call->w->g->retry, call->deadline, uv_now(call->w->loop));
+  uint64_t budget = deadline_try_ms(&call->route->retry, call->deadline, uv_now(call->w->loop));
   if (budget != UINT64_MAX) {
     strbuf_puts(&sb, "\r\n" DEADLINE_HEADER ": ");
     put_u64(&sb, budget);
@@ -250,7 +257,7 @@ static int build_request(struct proxy_call *call) {
     /* Services configured with the same secret refuse anything unsigned. */
     char lines[IDENTITY_HEADERS_MAX];
     const struct auth_identity *id = call->id && call->id->kind != AUTH_KIND_NONE ? call->id : NULL;
-    size_t n = identity_headers(s->identity_secret, id, req->method, req->path, req->request_id,
+    size_t n = identity_headers(s->identity_secret, id, req->method, call->path, req->request_id,
                                 (uint64_t)time(NULL), lines, sizeof lines);
     if (n >= 2) {
       strbuf_puts(&sb, "\r\n");
@@ -281,6 +288,31 @@ static int build_request(struct proxy_call *call) {
 
 static void log_upstream(struct proxy_call *call);
 
+/* The route's breaker hears each request's final outcome once (a retried
+ * request is one call, as the client sees it); slowness is the whole time. */
+static void route_outcome(struct proxy_call *call, int ok) {
+  if (!call->route_breaker)
+    return;
+  call->route_breaker = 0;
+  uint64_t now = uv_now(call->w->loop);
+  breaker_report(&call->w->route_breakers[call->route_index], now, ok,
+                 (uint32_t)(now - call->started));
+}
+
+/* The route's static fallback, when it has one: answers and returns 1. */
+static int answer_fallback(struct proxy_call *call) {
+  const struct route_config *rc = &call->route->rc;
+  if (!rc->fallback_status)
+    return 0;
+  call->w->route_stats[call->route_index].fallbacks++;
+  http_log_str(call->ex, "fallback", "static");
+  http_add_header(call->ex, "X-Strata-Fallback", "static");
+  http_respond(call->ex, (int)rc->fallback_status,
+               rc->fallback_content_type[0] ? rc->fallback_content_type : "application/json",
+               rc->fallback_body, strlen(rc->fallback_body));
+  return 1;
+}
+
 static void relay(struct proxy_call *call, struct upstream_response *r) {
   struct http_exchange *ex = call->ex;
   int conn = has_connection(r->headers, r->n_headers);
@@ -293,6 +325,9 @@ static void relay(struct proxy_call *call, struct upstream_response *r) {
   if (call->head && r->has_content_length)
     http_set_head_length(ex, r->content_length);
   log_upstream(call);
+  route_outcome(call, r->status < 500);
+  if (r->status >= 502 && r->status <= 504 && answer_fallback(call))
+    return;
   http_respond(ex, r->status, NULL, r->body, r->body_len);
 }
 
@@ -308,8 +343,12 @@ static void log_upstream(struct proxy_call *call) {
   http_log_u64(ex, "upstreamUs", call->upstream_us);
 }
 
+/* The gateway could not get an answer: the fallback, or err. */
 static void fail(struct proxy_call *call, int err, const char *message) {
   log_upstream(call);
+  route_outcome(call, 0);
+  if (answer_fallback(call))
+    return;
   http_respond_error(call->ex, err, message, NULL);
 }
 
@@ -352,12 +391,18 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
   uint64_t now = uv_now(w->loop);
   uint32_t took = (uint32_t)(now - call->try_started);
   call->upstream_us += (uv_hrtime() - call->try_started_ns) / 1000;
-  lb_end(&w->pool, host);
+  struct lb_pool *pool = &w->pools[call->pool];
+  int local = host - (int)w->g->s.pools[call->pool].first;
+  lb_end(pool, local);
   int ok = rc == UPSTREAM_OK && r->status < 500;
   if (rc != UPSTREAM_ESTALE && rc != UPSTREAM_ECANCELED) {
     /* a stale pooled connection says nothing about the host's health */
     breaker_report(&w->breakers[host], now, ok, took);
-    lb_report(&w->pool, host, ok, now);
+    if (lb_report(pool, local, ok, now)) {
+      w->stats[host].ejections++;
+      log_event(LOG_WARN, "upstream_ejected", NULL, "%s failed %u times in a row: ejected",
+                upstream_host_name(w->hosts[host]), pool->hosts[local].consecutive_failures);
+    }
   }
   if (rc == UPSTREAM_OK)
     w->stats[host].responses[r->status / 100 - 1 < 5 ? r->status / 100 - 1 : 4]++;
@@ -368,17 +413,17 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
    * processed); otherwise the policy decides what is retryable, and only
    * for a request that is safe to repeat or that never left. */
   int nothing_sent = rc == UPSTREAM_ECONNECT || rc == UPSTREAM_ESTALE;
-  const struct retry_policy *pol = &w->g->retry;
+  const struct retry_policy *pol = &call->route->retry;
   int retryable = rc == UPSTREAM_ESTALE ||
                   (rc != UPSTREAM_ECANCELED && rc != UPSTREAM_EPROTO &&
                    (nothing_sent || call->safe) &&
                    retry_should(pol, cause_of(rc), rc == UPSTREAM_OK ? r->status : 0));
-  if (retryable && call->attempt + 1 < w->g->retry.max_attempts && now < call->deadline &&
+  if (retryable && call->attempt + 1 < pol->max_attempts && now < call->deadline &&
       (rc == UPSTREAM_ESTALE || retry_budget_try(&w->budget, now))) {
     /* Nothing reached the host (a stale connection, a refused connect):
      * go to the next one at once; backoff is for hosts that are busy. */
     uint64_t delay = nothing_sent ? 0
-                                  : retry_backoff_ms(&w->g->retry, call->attempt, trace_random64());
+                                  : retry_backoff_ms(pol, call->attempt, trace_random64());
     if (rc == UPSTREAM_OK) {
       size_t len = 0;
       for (unsigned i = 0; i < r->n_headers; i++)
@@ -396,7 +441,7 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
       retry_later(call, delay);
       return;
     }
-  } else if (retryable && call->attempt + 1 < w->g->retry.max_attempts && now < call->deadline) {
+  } else if (retryable && call->attempt + 1 < pol->max_attempts && now < call->deadline) {
     w->budget_exhausted++;
   }
   switch (rc) {
@@ -417,6 +462,14 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
   }
 }
 
+static void set_retry_after(struct proxy_call *call, uint64_t ms) {
+  if (!ms)
+    return;
+  char secs[24];
+  snprintf(secs, sizeof secs, "%llu", (unsigned long long)((ms + 999) / 1000));
+  http_add_header(call->ex, "Retry-After", secs);
+}
+
 static void try_next(struct proxy_call *call) {
   struct gw_worker *w = call->w;
   uint64_t now = uv_now(w->loop);
@@ -424,61 +477,61 @@ static void try_next(struct proxy_call *call) {
     fail(call, STRATA_EGATEWAY_TIMEOUT, "The upstream did not answer in time.");
     return;
   }
-  /* Pick a host whose breaker lets the call through; a retry prefers
-   * another host than the last. */
+  /* Pick a host of the route's pool whose breaker lets the call through;
+   * a retry prefers another host than the last. */
   int host = -1;
   uint64_t retry_after = 0;
-  int exclude = call->attempt ? call->last_host : -1;
+  const struct gw_pool *pc = &w->g->s.pools[call->pool];
+  struct lb_pool *pool = &w->pools[call->pool];
+  int first = (int)pc->first;
+  int exclude = call->attempt && call->last_host >= 0 ? call->last_host - first : -1;
   const char *key = NULL;
   size_t key_len = 0;
-  if (w->g->lb.algorithm == LB_HASH) {
+  if (pc->balance == LB_HASH) {
     struct http_request *req = http_request_of(call->ex);
-    if (w->g->s.hash_header[0])
-      key = http_header_get(req, w->g->s.hash_header, &key_len);
+    if (pc->hash_header[0])
+      key = http_header_get(req, pc->hash_header, &key_len);
     if (!key) { /* by client address: the part before the port */
       key = req->remote ? req->remote : "";
       const char *colon = strrchr(key, ':');
       key_len = colon ? (size_t)(colon - key) : strlen(key);
     }
   }
-  for (unsigned tries = 0; tries < w->g->s.n_hosts + 1; tries++) {
-    int h = lb_pick(&w->pool, key, key_len, now, trace_random64(), exclude);
+  for (unsigned tries = 0; tries < pc->n_hosts + 1; tries++) {
+    int h = lb_pick(pool, key, key_len, now, trace_random64(), exclude);
     if (h < 0)
       break;
-    if (breaker_allow(&w->breakers[h], now)) {
-      host = h;
+    if (breaker_allow(&w->breakers[first + h], now)) {
+      host = first + h;
       break;
     }
-    w->stats[h].breaker_rejected++;
-    uint64_t ra = breaker_retry_after_ms(&w->breakers[h], now);
+    w->stats[first + h].breaker_rejected++;
+    uint64_t ra = breaker_retry_after_ms(&w->breakers[first + h], now);
     if (!retry_after || ra < retry_after)
       retry_after = ra;
     exclude = h;
   }
   if (host < 0) {
-    char secs[24];
-    snprintf(secs, sizeof secs, "%llu", (unsigned long long)((retry_after + 999) / 1000));
-    if (retry_after)
-      http_add_header(call->ex, "Retry-After", secs);
+    set_retry_after(call, retry_after);
     fail(call, STRATA_EUNAVAILABLE, "No upstream host is available.");
     return;
   }
   call->host = host;
   call->try_started = now;
   call->try_started_ns = uv_hrtime();
-  lb_begin(&w->pool, host);
+  lb_begin(pool, host - first);
   w->stats[host].requests++;
-  uint64_t left = deadline_try_ms(&w->g->retry, call->deadline, now);
+  uint64_t left = deadline_try_ms(&call->route->retry, call->deadline, now);
   uint32_t timeout = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
   if (upstream_request(w->hosts[host], call->request, call->len, call->head, timeout,
                        w->g->s.max_response_bytes, http_arena(call->ex), on_upstream, call,
                        NULL) != 0) {
-    lb_end(&w->pool, host);
+    lb_end(pool, host - first);
     fail(call, STRATA_EINTERNAL, "The request could not be sent upstream.");
   }
 }
 
-void gw_proxy(struct http_exchange *ex, const struct auth_identity *id) {
+void gw_proxy(struct http_exchange *ex, unsigned route, const struct auth_identity *id) {
   struct gw_worker *w = http_worker_data(ex);
   struct http_request *req = http_request_of(ex);
   struct proxy_call *call = arena_alloc(http_arena(ex), sizeof *call);
@@ -490,14 +543,40 @@ void gw_proxy(struct http_exchange *ex, const struct auth_identity *id) {
   call->ex = ex;
   call->w = w;
   call->id = id;
+  call->route = &w->g->s.routes[route];
+  call->route_index = route;
+  call->pool = call->route->pool;
   call->head = strcmp(req->method, "HEAD") == 0;
   call->safe = retry_is_safe(req->method, http_header_get(req, "idempotency-key", NULL) != NULL, 0);
   call->started = uv_now(w->loop);
-  call->deadline = deadline_after(call->started, w->g->retry.total_timeout_ms);
+  call->deadline = deadline_after(call->started, call->route->retry.total_timeout_ms);
   call->last_host = -1;
   call->host = -1;
+  char *path = arena_alloc(http_arena(ex), req->path_len + sizeof call->route->rc.rewrite_prefix + 2);
+  call->path_len = path ? gw_route_rewrite(call->route, req->path, req->path_len, path,
+                                           req->path_len + sizeof call->route->rc.rewrite_prefix + 2)
+                        : 0;
+  call->path = path;
+  if (!call->path_len) {
+    http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
+    return;
+  }
+  /* The route's own breaker first: while it is open the answer (fallback
+   * or 503 + Retry-After) costs no upstream work. */
+  struct breaker *rb = &w->route_breakers[route];
+  if (!breaker_allow(rb, call->started)) {
+    w->route_stats[route].breaker_rejected++;
+    http_log_str(ex, "breaker", breaker_state_name(breaker_state(rb)));
+    if (answer_fallback(call))
+      return;
+    set_retry_after(call, breaker_retry_after_ms(rb, call->started));
+    http_respond_error(ex, STRATA_EUNAVAILABLE, "The route's circuit breaker is open.", NULL);
+    return;
+  }
+  call->route_breaker = 1;
   retry_budget_request(&w->budget, call->started);
   if (build_request(call) != 0) {
+    route_outcome(call, 1); /* not the upstream's fault */
     http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
     return;
   }

@@ -255,6 +255,7 @@ static struct conn *conn_new(struct worker *w, uint64_t *open) {
     return NULL;
   }
   c->w = w;
+  c->router = w->server->router;
   c->tcp.data = c; /* marks the handle as a connection (server.c) */
   w->n_conns++;
   __atomic_add_fetch(&metrics_server.connections_total, 1, __ATOMIC_RELAXED);
@@ -262,12 +263,13 @@ static struct conn *conn_new(struct worker *w, uint64_t *open) {
   return c;
 }
 
-void conn_accept(struct worker *w) {
+void conn_accept(struct worker *w, uv_tcp_t *listener, const struct router *router) {
   uint64_t open;
   struct conn *c = conn_new(w, &open);
   if (!c)
     return;
-  if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+  c->router = router;
+  if (uv_accept((uv_stream_t *)listener, (uv_stream_t *)&c->tcp) != 0) {
     conn_close(c);
     return;
   }
@@ -700,7 +702,7 @@ static void dispatch(struct conn *c) {
     http_respond_error(ex, STRATA_EBAD_REQUEST, "Malformed request target.", NULL);
     return;
   }
-  int rc = router_match(w->server->router, req->method, req->method_len, req->path,
+  int rc = router_match(c->router, req->method, req->method_len, req->path,
                         req->path_len, &ex->route);
   if (rc == STRATA_EMETHOD_NOT_ALLOWED) {
     http_add_header(ex, "Allow", ex->route.allow);

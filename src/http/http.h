@@ -89,6 +89,11 @@ int http_add_header(struct http_exchange *ex, const char *name, const char *valu
 int http_add_header_n(struct http_exchange *ex, const char *name, size_t name_len,
                       const char *value, size_t value_len);
 
+/* Names the route this request took for the access line and the request
+ * metrics, when a handler routes further itself (the gateway's routes).
+ * label must outlive the exchange; metrics_id from metrics_route_id(). */
+void http_set_route(struct http_exchange *ex, const char *label, int metrics_id);
+
 /* Adds a member to this exchange's access-log line (key: a plain ASCII
  * name of the handler's choice; values escaped). Returns 0 or -1. */
 int http_log_str(struct http_exchange *ex, const char *key, const char *value);

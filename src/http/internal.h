@@ -68,6 +68,7 @@ struct http_exchange {
 struct conn {
   uv_tcp_t tcp;            /* first, so a uv handle pointer is a conn pointer */
   struct worker *w;
+  const struct router *router; /* of the listener that accepted it */
   llhttp_t parser;
   enum conn_state state;
   struct conn *prev, *next;  /* in one conn_list, or none */
@@ -133,6 +134,11 @@ struct worker {
   int stopping;              /* handles closing; no more wake-ups */
   int finished;              /* the loop has ended (under wake_lock) */
   int listen_fd;
+  /* worker 0 only: a second listener with its own router (the gateway's
+   * admin listener); fd -1 when there is none */
+  uv_tcp_t extra_listener;
+  int extra_listen_fd;
+  int extra_listening;
   void *data;                /* from hooks.start: http_worker_data() */
   char read_buf[65536];
 };
@@ -150,10 +156,12 @@ struct http_server {
   struct http_worker_hooks hooks;
   http_filter_cb filter;
   void *filter_ctx;
+  const struct router *extra_router;
 };
 
 /* conn.c */
-void conn_accept(struct worker *w);
+/* Accepts one connection from listener; its requests go to router. */
+void conn_accept(struct worker *w, uv_tcp_t *listener, const struct router *router);
 /* Serves fd (a connected stream socket, owned from now on) on w as if it had
  * been accepted: the seam the fuzz target and tests drive connections by. */
 int conn_open_fd(struct worker *w, int fd);

@@ -188,6 +188,11 @@ static int view_append(struct http_exchange *ex, struct strbuf_view *v, const ch
   return 0;
 }
 
+void http_set_route(struct http_exchange *ex, const char *label, int metrics_id) {
+  ex->route.pattern = label;
+  ex->metrics_route = metrics_id;
+}
+
 int http_log_str(struct http_exchange *ex, const char *key, const char *value) {
   struct strbuf sb;
   strbuf_init(&sb, 4096);

@@ -99,7 +99,7 @@ struct http_server *http_server_new(const struct strata_config *cfg, const struc
   if (!s->workers)
     goto fail;
   for (unsigned i = 0; i < s->n_workers; i++)
-    s->workers[i].listen_fd = -1;
+    s->workers[i].listen_fd = s->workers[i].extra_listen_fd = -1;
   /* SO_REUSEPORT would let us share a port another strata already serves,
    * splitting its traffic without a word. A plain bind first makes "address
    * in use" an error, as with nginx or HAProxy. */
@@ -144,7 +144,7 @@ struct http_server *http_server_new_unbound(const struct strata_config *cfg,
     http_server_free(s);
     return NULL;
   }
-  s->workers[0].listen_fd = -1;
+  s->workers[0].listen_fd = s->workers[0].extra_listen_fd = -1;
   return s;
 }
 
@@ -154,6 +154,8 @@ void http_server_free(struct http_server *s) {
   for (unsigned i = 0; s->workers && i < s->n_workers; i++)
     if (s->workers[i].listen_fd >= 0)
       close(s->workers[i].listen_fd);
+  if (s->workers && s->workers[0].extra_listen_fd >= 0)
+    close(s->workers[0].extra_listen_fd);
   free(s->workers);
   free(s);
 }
@@ -164,7 +166,30 @@ static void on_connection(uv_stream_t *listener, int status) {
   struct worker *w = listener->data;
   if (status < 0)
     return;
-  conn_accept(w);
+  conn_accept(w, &w->listener, w->server->router);
+}
+
+static void on_extra_connection(uv_stream_t *listener, int status) {
+  struct worker *w = listener->data;
+  if (status < 0)
+    return;
+  conn_accept(w, &w->extra_listener, w->server->extra_router);
+}
+
+int http_server_add_listener(struct http_server *s, const char *host, uint16_t port,
+                             const struct router *router) {
+  uint16_t p = port;
+  int fd = open_listener(host, &p, 0);
+  if (fd < 0) {
+    log_event(LOG_ERROR, "listen_failed", NULL, "cannot listen on %s:%u: %s", host,
+              (unsigned)port, strerror(errno));
+    return -1;
+  }
+  if (s->workers[0].extra_listen_fd >= 0)
+    close(s->workers[0].extra_listen_fd);
+  s->workers[0].extra_listen_fd = fd;
+  s->extra_router = router;
+  return 0;
 }
 
 static void on_sweep(uv_timer_t *t) {
@@ -196,7 +221,8 @@ static void close_everything(uv_handle_t *h, void *arg) {
   struct worker *w = arg;
   if (uv_is_closing(h))
     return;
-  if (h == (uv_handle_t *)&w->listener || h == (uv_handle_t *)&w->wakeup ||
+  if (h == (uv_handle_t *)&w->listener || h == (uv_handle_t *)&w->extra_listener ||
+      h == (uv_handle_t *)&w->wakeup ||
       h == (uv_handle_t *)&w->sweep || h == (uv_handle_t *)&w->flush)
     uv_close(h, NULL);
   else if (h->type == UV_TCP && h->data == h)
@@ -225,6 +251,10 @@ static void on_wakeup(uv_async_t *a) {
     if (w->listening) {
       uv_close((uv_handle_t *)&w->listener, NULL);
       w->listening = 0;
+    }
+    if (w->extra_listening) {
+      uv_close((uv_handle_t *)&w->extra_listener, NULL);
+      w->extra_listening = 0;
     }
     close_list(&w->idle, 0);
     close_list(&w->head, 1); /* connected but never sent a byte */
@@ -266,6 +296,21 @@ static void worker_main(void *arg) {
     log_event(LOG_ERROR, "listen_failed", NULL, "worker %u: %s", w->index, uv_strerror(rc));
   } else {
     w->listening = 1;
+  }
+  if (w->extra_listen_fd >= 0) {
+    uv_tcp_init(&w->loop, &w->extra_listener);
+    w->extra_listener.data = w;
+    rc = uv_tcp_open(&w->extra_listener, w->extra_listen_fd);
+    if (rc == 0) {
+      w->extra_listen_fd = -1;
+      rc = uv_listen((uv_stream_t *)&w->extra_listener, 128, on_extra_connection);
+    }
+    if (rc != 0) {
+      log_event(LOG_ERROR, "listen_failed", NULL, "worker %u: second listener: %s", w->index,
+                uv_strerror(rc));
+      uv_close((uv_handle_t *)&w->extra_listener, NULL);
+    } else
+      w->extra_listening = 1;
   }
   uv_run(&w->loop, UV_RUN_DEFAULT);
   if (s->hooks.stop) {

@@ -40,6 +40,11 @@ void http_server_set_worker_hooks(struct http_server *s, const struct http_worke
  * outlive the server. Returns NULL and logs why on failure. */
 struct http_server *http_server_new(const struct strata_config *cfg, const struct router *router);
 
+/* A second listener, served by worker 0 with its own router (the gateway's
+ * admin listener). Bound now; returns 0, or -1 after logging why. */
+int http_server_add_listener(struct http_server *s, const char *host, uint16_t port,
+                             const struct router *router);
+
 /* Serves until a shutdown signal has been handled; returns 0, or a negative
  * value when the workers could not start. */
 int http_server_run(struct http_server *s);

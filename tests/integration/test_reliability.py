@@ -12,7 +12,7 @@ Wanted: 0 non-2xx responses and 0 socket errors; B gets no traffic later
 than 1 s after the kill, and traffic again within 2 s of listening again.
 
 Per-host traffic comes from the gateway's own counter of tries sent to each
-host, strata_gateway_upstream_requests_total{upstream="127.0.0.1:PORT"},
+host, strata_gateway_upstream_requests_total{pool="default",upstream="127.0.0.1:PORT"},
 sampled every 100 ms from a thread. A sample is stamped with the time its
 answer arrived, so a counter that moved in it moved at or before that time:
 both timing figures are upper bounds with the sampling period as resolution.
@@ -148,7 +148,8 @@ class KillAndRestartUnderLoad(unittest.TestCase):
             self.assertEqual(b.http("GET", f"/api/users/{user_id}")[0], 200, "B does not see A's user")
 
             gw = Gateway([a.port, b.port], health_interval="200ms", log_level="warn").start()
-            up_a, up_b = f'upstream="127.0.0.1:{a.port}"', f'upstream="127.0.0.1:{b.port}"'
+            up_a, up_b = (f'pool="default",upstream="127.0.0.1:{a.port}"',
+                          f'pool="default",upstream="127.0.0.1:{b.port}"')
             deadline = time.monotonic() + 3.0
             while time.monotonic() < deadline:
                 m = gw.metrics()

@@ -825,7 +825,7 @@ static void test_topology_binds(void **state) {
                      "    - match: {path: /legacy/:id}\n"
                      "      pool: legacy\n"
                      "      retries: {attempts: 2, on: [connect-failure, 503]}\n"
-                     "      auth: {required: true, scopes: admin}\n"
+                     "      auth: {anonymous: true, scopes: admin}\n"
                      "      rate_limit: {rate: 5, burst: 10}\n"
                      "services:\n"
                      "  users: {domains: [users], listen: 127.0.0.1:8081, instances: 2}\n"
@@ -863,7 +863,7 @@ static void test_topology_binds(void **state) {
   assert_string_equal(r->path, "/legacy/:id");
   assert_string_equal(r->retry_on, "connect-failure,503");
   assert_int_equal(r->retry_attempts, 2);
-  assert_int_equal(r->auth_required, 1);
+  assert_int_equal(r->auth_anonymous, 1);
   assert_string_equal(r->scopes, "admin");
   assert_int_equal(r->rate, 5);
   assert_int_equal(cfg.n_services, 2);
@@ -899,8 +899,8 @@ static void test_topology_errors(void **state) {
                     "gateway.routes[0]: strip_prefix and rewrite_prefix need match.prefix");
   expect_only_error("gateway:\n  pools: {p: {hosts: [127.0.0.1:1]}}\n  routes:\n"
                     "    - {match: {prefix: /a}, pool: p, retries: {on: [404]}}\n", 4,
-                    "gateway.routes[0]: \"404\" is not connect-failure, reset, timeout or a 5xx "
-                    "status");
+                    "gateway.routes[0]: \"404\" is not connect-failure, reset, timeout, 502, 503 "
+                    "or 504");
   expect_only_error("gateway:\n  routes: {a: 1}\n", 2, "gateway.routes must be a list, not a mapping");
   expect_only_error("gateway:\n  pools: {p: {hosts: [127.0.0.1:1], strip: 1}}\n", 2,
                     "unknown key gateway.pools.p.strip (expected one of hosts, service, balance, "

@@ -1,0 +1,373 @@
+"""`strata gateway --config FILE`: routes and pools from the configuration
+file (issue 4), against fake upstreams.
+
+One gateway per class, from a YAML written here: routes by path prefix,
+router pattern, method and Host to named pools; prefix strip and rewrite;
+per-route timeouts, retries, rate limits, scopes, breakers and static
+fallbacks; the admin listener (token, JSON status); per-route metrics and
+readiness aggregated per pool."""
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import tempfile
+import time
+import unittest
+
+from fake_upstream import FakeUpstream
+from harness import BIN, Server, free_port
+from test_gateway import GatewayCase, exchange, req, wait_until
+
+
+class ConfigGateway(Server):
+    """A `strata gateway --config` process (Server's start/stop/http/log_lines)."""
+
+    def __init__(self, yaml_text, *extra):
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.tmp = tempfile.mkdtemp(prefix="strata-routes-test-")
+        self.log_path = os.path.join(self.tmp, "stdout.log")
+        self.err_path = os.path.join(self.tmp, "stderr.log")
+        self.config = os.path.join(self.tmp, "gateway.yaml")
+        with open(self.config, "w") as f:
+            f.write(yaml_text.replace("PORT", str(self.port)).replace("ADMIN", str(self.admin_port)))
+        self.cmd = [BIN, "gateway", "--config", self.config, "--workers", "1", *extra]
+        self.proc = None
+
+    def metrics(self):
+        status, _, body = self.http("GET", "/metrics")
+        assert status == 200, status
+        out = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, _, val = line.rpartition(" ")
+                out[name] = float(val)
+        return out
+
+    def admin(self, path="/admin/status", token=None):
+        hdrs = [f"Authorization: Bearer {token}"] if token is not None else []
+        return exchange(self.admin_port, req("GET", path, *hdrs, host="127.0.0.1"))
+
+
+def write(tmp, name, text):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+class Routing(GatewayCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.users = FakeUpstream().start()
+        cls.orders = FakeUpstream().start()
+        cls.legacy = FakeUpstream().start()
+        cls.gw = ConfigGateway(f"""
+gateway:
+  listen: 127.0.0.1:PORT
+  pools:
+    users: {{hosts: [127.0.0.1:{cls.users.port}]}}
+    orders: {{hosts: [127.0.0.1:{cls.orders.port}]}}
+    legacy: {{hosts: [127.0.0.1:{cls.legacy.port}]}}
+  routes:
+    - match: {{prefix: /api/users}}
+      pool: users
+    - match: {{prefix: /api/orders, methods: [POST]}}
+      pool: legacy
+    - match: {{prefix: /api/orders}}
+      pool: orders
+    - match: {{path: /items/:id/parts/*}}
+      pool: users
+    - match: {{prefix: /old, host: legacy.example}}
+      pool: legacy
+      strip_prefix: true
+    - match: {{prefix: /v1/}}
+      pool: orders
+      rewrite_prefix: /api/v2/
+""").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.stop_checked() if hasattr(cls.gw, "stop_checked") else cls.gw.stop()
+        for f in (cls.users, cls.orders, cls.legacy):
+            f.stop()
+
+    def last(self, fake):
+        return fake.recorded[-1]
+
+    def test_prefix_routes_to_its_pool(self):
+        r = self.get(self.gw, "/api/users/42?x=1")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.last(self.users)["path"], "/api/users/42")
+        self.assertEqual(self.last(self.users)["query"], "x=1")
+        r = self.get(self.gw, "/api/orders")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.last(self.orders)["path"], "/api/orders")
+
+    def test_prefix_matches_whole_segments(self):
+        before = self.users.proxied
+        r = self.get(self.gw, "/api/usersX")
+        self.assert_json_error(r, 404, "not_found")
+        self.assertEqual(self.users.proxied, before, "a partial segment reached the upstream")
+
+    def test_method_picks_the_route(self):
+        n = self.legacy.proxied
+        r = exchange(self.gw.port, req("POST", "/api/orders", body=b"{}"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.legacy.proxied, n + 1, "POST /api/orders went elsewhere")
+        self.assertEqual(self.last(self.legacy)["method"], "POST")
+
+    def test_pattern_route(self):
+        r = self.get(self.gw, "/items/7/parts/a/b")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.last(self.users)["path"], "/items/7/parts/a/b")
+        self.assert_json_error(self.get(self.gw, "/items//parts/a"), 404)
+        self.assert_json_error(self.get(self.gw, "/items/7/other"), 404)
+
+    def test_host_route_and_strip_prefix(self):
+        r = self.get(self.gw, "/old/thing", host="legacy.example:8080")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.last(self.legacy)["path"], "/thing")
+        r = self.get(self.gw, "/old", host="LEGACY.example")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.last(self.legacy)["path"], "/")
+        self.assert_json_error(self.get(self.gw, "/old/thing", host="other.example"), 404)
+
+    def test_rewrite_prefix(self):
+        r = self.get(self.gw, "/v1/orders/9")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.last(self.orders)["path"], "/api/v2/orders/9")
+
+    def test_no_route_is_404_json(self):
+        r = self.get(self.gw, "/nowhere")
+        self.assert_json_error(r, 404, "not_found")
+
+    def test_route_label_in_access_log_and_metrics(self):
+        self.get(self.gw, "/api/users/1")
+        lines = [x for x in self.gw.log_lines() if x.get("path") == "/api/users/1"]
+        self.assertTrue(lines)
+        self.assertEqual(lines[-1].get("route"), "/api/users/*")
+        m = self.gw.metrics()
+        self.assertTrue(any('route="/api/users/*"' in k and k.startswith("strata_http_requests_total")
+                            for k in m), [k for k in m if "route=" in k][:20])
+        self.assertIn('strata_gateway_upstream_requests_total{pool="users",upstream="127.0.0.1:%d"}'
+                      % self.users.port, m)
+
+
+class RoutePolicies(GatewayCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="strata-routes-keys-")
+        cls.reader_key = secrets.token_hex(16)
+        cls.admin_key = secrets.token_hex(16)
+        keys = write(cls.tmp, "keys",
+                     f"reader {hashlib.sha256(cls.reader_key.encode()).hexdigest()} orders:read\n"
+                     f"boss {hashlib.sha256(cls.admin_key.encode()).hexdigest()} admin,orders:read\n")
+        cls.token_file = write(cls.tmp, "admin.token", secrets.token_hex(24) + "\n")
+        cls.token = open(cls.token_file).read().strip()
+        cls.up = FakeUpstream().start()
+        cls.slow = FakeUpstream().start()
+        cls.flaky = FakeUpstream().start()
+        cls.gw = ConfigGateway(f"""
+gateway:
+  listen: 127.0.0.1:PORT
+  admin: {{listen: 127.0.0.1:ADMIN, token_file: {cls.token_file}}}
+  api_keys_file: {keys}
+  pools:
+    main: {{hosts: [127.0.0.1:{cls.up.port}]}}
+    slow: {{hosts: [127.0.0.1:{cls.slow.port}]}}
+    flaky: {{hosts: [127.0.0.1:{cls.flaky.port}], health: {{disabled: true}}}}
+  routes:
+    - match: {{prefix: /public}}
+      pool: main
+      auth: {{anonymous: true}}
+    - match: {{prefix: /admin-only}}
+      pool: main
+      auth: {{scopes: [admin]}}
+    - match: {{prefix: /limited}}
+      pool: main
+      rate_limit: {{rate: 1, burst: 2}}
+    - match: {{prefix: /slow}}
+      pool: slow
+      timeout: 300ms
+    - match: {{prefix: /once}}
+      pool: flaky
+      retries: {{attempts: 1}}
+    - match: {{prefix: /fallback}}
+      pool: flaky
+      retries: {{attempts: 1}}
+      breaker: {{volume_threshold: 5, error_threshold: 50, reset_timeout: 30s}}
+      fallback: {{status: 200, body: '{{"items":[],"degraded":true}}'}}
+    - match: {{prefix: /}}
+      pool: main
+""").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.stop()
+        for f in (cls.up, cls.slow, cls.flaky):
+            f.stop()
+
+    def key(self, k):
+        return f"X-Api-Key: {k}"
+
+    def test_anonymous_route_and_required_credentials(self):
+        self.assertEqual(self.get(self.gw, "/public/x").status, 200)
+        r = self.get(self.gw, "/other")
+        self.assert_json_error(r, 401, "unauthorized")
+        self.assertIn("www-authenticate", [k.lower() for k, _ in r.headers])
+        self.assertEqual(self.get(self.gw, "/other", self.key(self.reader_key)).status, 200)
+        # credentials sent to an anonymous route are still verified
+        self.assert_json_error(self.get(self.gw, "/public/x", self.key("wrong")), 401)
+
+    def test_missing_scope_is_403(self):
+        n = self.up.proxied
+        r = self.get(self.gw, "/admin-only/x", self.key(self.reader_key))
+        self.assert_json_error(r, 403, "forbidden")
+        www = r.get("www-authenticate", "")
+        self.assertIn('error="insufficient_scope"', www)
+        self.assertIn('scope="admin"', www)
+        self.assertEqual(self.up.proxied, n, "a forbidden request reached the upstream")
+        self.assertEqual(self.get(self.gw, "/admin-only/x", self.key(self.admin_key)).status, 200)
+        self.assert_json_error(self.get(self.gw, "/admin-only/x"), 401)
+
+    def test_route_rate_limit(self):
+        k = self.key(self.admin_key)
+        statuses = [self.get(self.gw, "/limited/a", k).status for _ in range(4)]
+        self.assertEqual(statuses[:2], [200, 200], statuses)
+        self.assertIn(429, statuses[2:], statuses)
+        r = self.get(self.gw, "/limited/a", k)
+        self.assert_json_error(r, 429)
+        self.assertTrue(r.get("retry-after", "").isdigit(), r)
+        self.assertIn("ratelimit-policy", [h.lower() for h, _ in r.headers])
+        # other routes keep their own (here: no) limit
+        self.assertEqual([self.get(self.gw, "/other", k).status for _ in range(4)], [200] * 4)
+        m = self.gw.metrics()
+        self.assertGreaterEqual(m['strata_gateway_route_rate_limited_total{route="/limited/*"}'], 1)
+
+    def test_route_timeout(self):
+        self.slow.set("hang")
+        try:
+            t = time.monotonic()
+            r = self.get(self.gw, "/slow/x", self.key(self.admin_key))
+            took = time.monotonic() - t
+            self.assert_json_error(r, 504)
+            self.assertGreater(took, 0.25)
+            self.assertLess(took, 1.5, f"the route's 300 ms timeout took {took:.2f} s")
+        finally:
+            self.slow.set("ok")
+
+    def test_route_retries(self):
+        self.flaky.set("status", status=503, times=1)
+        n = self.flaky.proxied
+        r = self.get(self.gw, "/once/x", self.key(self.admin_key))
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(self.flaky.proxied, n + 1, "a route with attempts: 1 retried")
+
+    def test_route_breaker_and_static_fallback(self):
+        k = self.key(self.admin_key)
+        self.flaky.set("status", status=503)
+        try:
+            bodies = [self.get(self.gw, f"/fallback/{i}", k) for i in range(12)]
+            for r in bodies:
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.json(), {"items": [], "degraded": True})
+                self.assertEqual(r.get("x-strata-fallback"), "static")
+            reached = self.flaky.proxied
+            t = time.monotonic()
+            r = self.get(self.gw, "/fallback/more", k)
+            self.assertLess(time.monotonic() - t, 0.05)
+            self.assertEqual(r.status, 200)
+            self.assertEqual(self.flaky.proxied, reached, "an open route breaker let a call through")
+            m = self.gw.metrics()
+            self.assertGreaterEqual(m['strata_gateway_route_breaker_open{route="/fallback/*"}'], 1)
+            self.assertGreaterEqual(m['strata_gateway_route_fallbacks_total{route="/fallback/*"}'], 13)
+            msgs = [x.get("msg", "") for x in self.gw.log_lines() if x.get("event") == "breaker"]
+            self.assertTrue(any("route /fallback/*" in s and "-> open" in s for s in msgs), msgs)
+        finally:
+            self.flaky.set("ok")
+
+    def test_admin_requires_token(self):
+        self.assert_json_error(self.gw.admin(), 401, "unauthorized")
+        self.assert_json_error(self.gw.admin(token="nope"), 401, "unauthorized")
+        r = self.gw.admin(token=self.token)
+        self.assertEqual(r.status, 200, r)
+        doc = r.json()
+        pools = {p["name"]: p for p in doc["pools"]}
+        self.assertEqual(set(pools), {"main", "slow", "flaky"})
+        host = pools["main"]["hosts"][0]
+        self.assertEqual(host["address"], f"127.0.0.1:{self.up.port}")
+        for field in ("healthy", "ejected", "breaker", "active", "idle", "requests", "failures"):
+            self.assertIn(field, host)
+        self.assertEqual([x["match"] for x in doc["routes"]][:2], ["/public/*", "/admin-only/*"])
+        self.assertIn(doc["routes"][0]["breaker"], ("closed", "open", "half_open"))
+
+    def test_admin_listener_serves_no_proxy_traffic(self):
+        r = exchange(self.gw.admin_port, req("GET", "/public/x", host="127.0.0.1"))
+        self.assert_json_error(r, 404)
+
+
+class PoolReadiness(GatewayCase):
+    def test_ready_is_down_when_a_pool_has_no_healthy_host(self):
+        a, b = FakeUpstream().start(), FakeUpstream().start()
+        gw = ConfigGateway(f"""
+gateway:
+  listen: 127.0.0.1:PORT
+  pools:
+    a: {{hosts: [127.0.0.1:{a.port}], health: {{interval: 100ms, timeout: 100ms, fall: 1, rise: 1}}}}
+    b: {{hosts: [127.0.0.1:{b.port}], health: {{interval: 100ms, timeout: 100ms, fall: 1, rise: 1}}}}
+  routes:
+    - {{match: {{prefix: /a}}, pool: a}}
+    - {{match: {{prefix: /b}}, pool: b}}
+""").start()
+        try:
+            ok, _ = wait_until(lambda: gw.http("GET", "/health/ready")[0] == 200, 3.0)
+            self.assertTrue(ok)
+            b.set_health("fail")
+
+            def down():
+                status, _, body = gw.http("GET", "/health/ready")
+                return status == 503 and b"pool b" in body
+            ok, _ = wait_until(down, 3.0)
+            self.assertTrue(ok, gw.http("GET", "/health/ready"))
+            self.assertEqual(self.get(gw, "/a/x").status, 200, "pool a kept serving")
+            b.set_health("ok")
+            ok, _ = wait_until(lambda: gw.http("GET", "/health/ready")[0] == 200, 3.0)
+            self.assertTrue(ok)
+        finally:
+            gw.stop()
+            a.stop()
+            b.stop()
+
+
+class ConfigErrors(unittest.TestCase):
+    def run_gateway(self, yaml_text):
+        d = tempfile.mkdtemp()
+        path = write(d, "g.yaml", yaml_text)
+        return subprocess.run([BIN, "gateway", "--config", path], capture_output=True, text=True,
+                              timeout=10)
+
+    def test_bad_config_is_refused_with_its_line(self):
+        p = self.run_gateway("gateway:\n  routes:\n    - {match: {prefix: /a}, pool: nope}\n")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(':3: gateway.routes[0]: no pool or service named "nope"', p.stderr)
+
+    def test_upstream_flag_conflicts_with_config(self):
+        d = tempfile.mkdtemp()
+        path = write(d, "g.yaml", "gateway:\n  pools: {a: {hosts: [127.0.0.1:1]}}\n"
+                                  "  routes: [{match: {prefix: /}, pool: a}]\n")
+        p = subprocess.run([BIN, "gateway", "--config", path, "--upstream", "127.0.0.1:2"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--upstream is for the no-config form", p.stderr)
+
+    def test_scopes_without_credentials_are_refused(self):
+        p = self.run_gateway("gateway:\n  pools: {a: {hosts: [127.0.0.1:1]}}\n"
+                             "  routes: [{match: {prefix: /}, pool: a, auth: {scopes: [x]}}]\n")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("needs scopes, but no API keys or JWT are configured", p.stdout + p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
