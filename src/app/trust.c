@@ -34,11 +34,21 @@ int trust_filter(struct http_exchange *ex, void *ctx) {
   struct http_request *req = http_request_of(ex);
   if (strncmp(req->path, "/health/", 8) == 0 || strcmp(req->path, "/metrics") == 0)
     return 0;
-  struct auth_identity id;
-  if (identity_from_request(secret, req, (uint64_t)time(NULL), IDENTITY_DEFAULT_SKEW_S, &id) == 0)
+  struct auth_identity *id = arena_alloc(http_arena(ex), sizeof *id);
+  if (!id) {
+    http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
+    return 1;
+  }
+  if (identity_from_request(secret, req, (uint64_t)time(NULL), IDENTITY_DEFAULT_SKEW_S, id) == 0) {
+    http_set_filter_data(ex, id);
     return 0;
+  }
   http_add_header(ex, "WWW-Authenticate", "StrataIdentity realm=\"strata\"");
   http_respond_error(ex, STRATA_EUNAUTHORIZED,
                      "This service accepts only requests signed by the gateway.", NULL);
   return 1;
+}
+
+const struct auth_identity *trust_identity(struct http_exchange *ex) {
+  return http_filter_data(ex);
 }

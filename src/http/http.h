@@ -70,6 +70,14 @@ struct http_request *http_request_of(struct http_exchange *ex);
 /* The exchange's arena: request-scoped memory for the handler's own use. */
 struct arena *http_arena(struct http_exchange *ex);
 
+/* One pointer the server's filter (server.h) may leave on an exchange for
+ * its handler: what it verified about the caller, say, allocated in the
+ * exchange's arena. NULL until the filter sets it; every request starts
+ * without one. The filter owns its meaning: one filter per server, so one
+ * reader (app/trust.h for `strata serve`). */
+void http_set_filter_data(struct http_exchange *ex, const void *data);
+const void *http_filter_data(struct http_exchange *ex);
+
 /* Header lookup (case-insensitive); NULL when absent. With duplicates, the
  * first. *len receives the value length when len is not NULL. */
 const char *http_header_get(const struct http_request *req, const char *name, size_t *len);

@@ -62,6 +62,7 @@ struct http_exchange {
   int keep_alive;          /* llhttp's verdict at headers-complete */
   int metrics_route;
   enum metrics_method mmethod;
+  const void *filter_data; /* what the server's filter left for the handler */
   char request_id_buf[40]; /* a generated id */
 };
 

@@ -68,6 +68,8 @@ void http_set_head_length(struct http_exchange *ex, uint64_t n) {
 }
 uv_loop_t *http_loop(struct http_exchange *ex) { return &ex->conn->w->loop; }
 struct arena *http_arena(struct http_exchange *ex) { return ex->arena; }
+void http_set_filter_data(struct http_exchange *ex, const void *data) { ex->filter_data = data; }
+const void *http_filter_data(struct http_exchange *ex) { return ex->filter_data; }
 const struct http_limits *http_limits_of(struct http_exchange *ex) {
   return &ex->conn->w->server->cfg.http;
 }

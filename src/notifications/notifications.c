@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/ownership.h"
 #include "app/paging.h"
 #include "bus/bus.h"
 #include "core/error.h"
@@ -153,16 +154,25 @@ int notifications_events_register(struct app *app) {
 
 /* ---- route -------------------------------------------------------------- */
 
+/* A confined caller (app/ownership.h) reads their own notifications: userId
+ * may be left out, and naming another user gives an empty list. */
 static void list_notifications(struct http_exchange *ex, void *data) {
   (void)data;
-  const char *user_id = http_query_get(ex, "userId");
-  if (!user_id || !*user_id) {
+  const char *me, *user_id;
+  if (ownership_confine(ex, &me) != 0)
+    return;
+  int visible = ownership_narrow(me, http_query_get(ex, "userId"), &user_id);
+  if (!user_id) {
     http_respond_error(ex, STRATA_EVALIDATION, "userId is required.", "userId");
     return;
   }
   struct page page;
   if (paging_read(ex, "ntf", &page) != 0)
     return;
+  if (!visible) {
+    paging_respond(ex, &page, json_array());
+    return;
+  }
   struct app_ctx *ctx = http_worker_data(ex);
   sqlite3_stmt *st = db_stmt(app_db(ctx, DOMAIN_NOTIFICATIONS), sql_list);
   json_t *items = json_array();

@@ -4,10 +4,15 @@
  *                                -> 201 pending, totalCents computed; unknown user -> 422
  *   GET  /api/orders             ?userId=&status=&limit=&after=
  *   GET  /api/orders/:id         -> 200 (X-Cache) | 404
- *   POST /api/orders/:id/cancel  -> 200 cancelled | 409 when not pending */
+ *   POST /api/orders/:id/cancel  -> 200 cancelled | 409 when not pending
+ *
+ * Behind the gateway a user reaches only their own orders (app/ownership.h):
+ * another user's order is answered as an unknown one (404), a list filtered
+ * on another user is empty, and an order for another user is refused (403). */
 #include <stdio.h>
 #include <string.h>
 
+#include "app/ownership.h"
 #include "app/paging.h"
 #include "core/error.h"
 #include "core/id.h"
@@ -121,6 +126,9 @@ static void on_user(int rc, const struct user_view *u, void *arg) {
 
 static void create_order(struct http_exchange *ex, void *data) {
   (void)data;
+  const char *me;
+  if (ownership_confine(ex, &me) != 0)
+    return;
   json_t *body = http_json_body(ex);
   if (!body)
     return;
@@ -131,6 +139,14 @@ static void create_order(struct http_exchange *ex, void *data) {
   } else if (json_fields_check(ex, body, writable, server_owned) == 0 &&
              json_field_string(ex, body, "userId", 1, 1, 64, &user_id) == 0 &&
              read_items(ex, json_object_get(body, "items"), req) == 0) {
+    if (!ownership_allows(me, user_id)) {
+      /* decided before the user is looked up: says nothing about whether
+       * that user exists */
+      http_respond_error(ex, STRATA_EFORBIDDEN, "You can only place orders for yourself.",
+                         "userId");
+      json_decref(body);
+      return;
+    }
     req->ex = ex;
     req->user_id = arena_strndup(http_arena(ex), user_id, strlen(user_id));
     users_client_get(http_worker_data(ex), req->user_id, http_arena(ex), on_user, req);
@@ -145,11 +161,17 @@ static const char *path_id(struct http_exchange *ex) {
 
 static void get_order(struct http_exchange *ex, void *data) {
   (void)data;
+  const char *me;
+  if (ownership_confine(ex, &me) != 0)
+    return;
   const char *id = path_id(ex), *json = NULL;
   size_t len = 0;
   enum cache_result how = CACHE_MISS;
-  int rc = id ? orders_service_get(http_worker_data(ex), http_arena(ex), id, &json, &len, &how) : 0;
-  if (id)
+  int rc = id ? orders_service_get(http_worker_data(ex), http_arena(ex), id, me, &json, &len, &how)
+              : 0;
+  /* A confined caller's 404 never says how the cache fared: HIT or MISS
+   * would tell another user's order from an unknown id. */
+  if (id && (rc == 1 || !me))
     http_add_header(ex, "X-Cache", how == CACHE_MISS ? "MISS" : "HIT");
   if (rc < 0)
     http_respond_error(ex, rc, NULL, NULL);
@@ -173,20 +195,24 @@ static void on_cancelled(int rc, const char *json, size_t len, void *arg) {
 
 static void cancel_order(struct http_exchange *ex, void *data) {
   (void)data;
+  const char *me;
+  if (ownership_confine(ex, &me) != 0)
+    return;
   const char *id = path_id(ex);
   if (!id) {
     http_respond_error(ex, STRATA_ENOT_FOUND, "No order with this id.", NULL);
     return;
   }
-  int rc = orders_service_cancel(http_worker_data(ex), http_arena(ex), id, on_cancelled, ex);
+  int rc = orders_service_cancel(http_worker_data(ex), http_arena(ex), id, me, on_cancelled, ex);
   if (rc < 0)
     http_respond_error(ex, rc, NULL, NULL);
 }
 
 static void list_orders(struct http_exchange *ex, void *data) {
   (void)data;
+  const char *me;
   struct page page;
-  if (paging_read(ex, "ord", &page) != 0)
+  if (ownership_confine(ex, &me) != 0 || paging_read(ex, "ord", &page) != 0)
     return;
   const char *user_id = http_query_get(ex, "userId");
   const char *status = http_query_get(ex, "status");
@@ -194,9 +220,13 @@ static void list_orders(struct http_exchange *ex, void *data) {
     http_respond_error(ex, STRATA_EVALIDATION, "status must be pending, paid or cancelled.", "status");
     return;
   }
+  if (!ownership_narrow(me, user_id, &user_id)) {
+    paging_respond(ex, &page, json_array()); /* another user's orders: none for this caller */
+    return;
+  }
   json_t *items;
-  int rc = orders_service_list(http_worker_data(ex), user_id && *user_id ? user_id : NULL, status,
-                               page.after, page.limit + 1, &items);
+  int rc = orders_service_list(http_worker_data(ex), user_id, status, page.after, page.limit + 1,
+                               &items);
   if (rc < 0) {
     http_respond_error(ex, rc, NULL, NULL);
     return;

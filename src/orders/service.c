@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/ownership.h"
 #include "bus/bus.h"
 #include "cache/cache.h"
 #include "core/error.h"
@@ -20,6 +21,7 @@ struct write_op {
   struct arena *a;
   char id[ID_MAX];
   const char *user_id, *email;
+  const char *me; /* cancel: the caller is confined to this user's orders */
   const struct order_item *items;
   size_t n_items;
   const char *json;
@@ -60,6 +62,15 @@ static int apply_create(struct db *db, void *arg) {
 
 static int apply_cancel(struct db *db, void *arg) {
   struct write_op *op = arg;
+  if (op->me) {
+    const char *u, *e, *s;
+    long long t;
+    int found = orders_repo_get_fields(db, op->id, op->a, &u, &e, &s, &t);
+    if (found < 0)
+      return found;
+    if (found == 0 || !ownership_allows(op->me, u))
+      return STRATA_ENOT_FOUND; /* another user's order is not there for this caller */
+  }
   int rc = orders_repo_transition(db, op->id, "pending", "cancelled", db_now_ms());
   if (rc < 0)
     return rc;
@@ -115,12 +126,13 @@ int orders_service_create(struct app_ctx *ctx, struct arena *a, const char *user
   return db_batch_submit(app_batch(ctx, DOMAIN_ORDERS), apply_create, on_written, op);
 }
 
-int orders_service_cancel(struct app_ctx *ctx, struct arena *a, const char *id, orders_done_cb cb,
-                          void *arg) {
+int orders_service_cancel(struct app_ctx *ctx, struct arena *a, const char *id, const char *me,
+                          orders_done_cb cb, void *arg) {
   struct write_op *op = new_op(ctx, a, cb, arg);
   if (!op)
     return STRATA_EINTERNAL;
   snprintf(op->id, sizeof op->id, "%s", id);
+  op->me = me;
   op->cancel = 1;
   return db_batch_submit(app_batch(ctx, DOMAIN_ORDERS), apply_cancel, on_written, op);
 }
@@ -135,14 +147,26 @@ static int load_order(void *arg, struct arena *a, const char **val, size_t *len)
   return orders_repo_get_json(l->db, l->id, a, val, len);
 }
 
-int orders_service_get(struct app_ctx *ctx, struct arena *a, const char *id, const char **json,
-                       size_t *len, enum cache_result *how) {
+/* 1 when a caller confined to me may see the order whose public JSON this
+ * is (the cached form: no other copy of the owner is at hand). */
+static int visible_to(const char *me, const char *json, size_t len) {
+  if (!me)
+    return 1;
+  json_t *v = json_loadb(json, len, 0, NULL);
+  int ok = ownership_allows(me, json_string_value(json_object_get(v, "userId")));
+  json_decref(v);
+  return ok;
+}
+
+int orders_service_get(struct app_ctx *ctx, struct arena *a, const char *id, const char *me,
+                       const char **json, size_t *len, enum cache_result *how) {
   struct app *app = ctx->app;
   char key[64];
   cache_key(key, id);
   struct load_ctx l = {app_db(ctx, DOMAIN_ORDERS), id};
-  return cache_get_or_load(app->orders_cache, key, a, load_order, &l, app->cache_ttl_ms,
-                           app->negative_ttl_ms, json, len, how);
+  int rc = cache_get_or_load(app->orders_cache, key, a, load_order, &l, app->cache_ttl_ms,
+                             app->negative_ttl_ms, json, len, how);
+  return rc == 1 && !visible_to(me, *json, *len) ? 0 : rc;
 }
 
 int orders_service_list(struct app_ctx *ctx, const char *user_id, const char *status,

@@ -17,11 +17,16 @@ typedef void (*orders_done_cb)(int rc, const char *json, size_t len, void *arg);
 int orders_service_create(struct app_ctx *ctx, struct arena *a, const char *user_id,
                           const char *email, const struct order_item *items, size_t n_items,
                           orders_done_cb cb, void *arg);
-/* STRATA_ENOT_FOUND, or STRATA_ECONFLICT when the order is not pending. */
-int orders_service_cancel(struct app_ctx *ctx, struct arena *a, const char *id, orders_done_cb cb,
-                          void *arg);
-int orders_service_get(struct app_ctx *ctx, struct arena *a, const char *id, const char **json,
-                       size_t *len, enum cache_result *how);
+/* For a caller confined to the user me (NULL = any order; app/ownership.h).
+ * STRATA_ENOT_FOUND (also for an order of another user), or
+ * STRATA_ECONFLICT when the order is not pending. */
+int orders_service_cancel(struct app_ctx *ctx, struct arena *a, const char *id, const char *me,
+                          orders_done_cb cb, void *arg);
+/* Synchronous read through the cache for a caller confined to me (NULL =
+ * any order): 1 found (json in a), 0 absent or an order of another user,
+ * < 0 error; *how says whether the cache answered. */
+int orders_service_get(struct app_ctx *ctx, struct arena *a, const char *id, const char *me,
+                       const char **json, size_t *len, enum cache_result *how);
 int orders_service_list(struct app_ctx *ctx, const char *user_id, const char *status,
                         const char *after, int limit, json_t **items);
 

@@ -3,13 +3,20 @@
  *   POST /api/payments  Idempotency-Key: <1..255 visible ASCII>  {"orderId","amountCents"}
  *                       scope of keys: the X-Client-Id header (set by the gateway for an
  *                       authenticated client), else "anonymous"
- *   GET  /api/payments/:id */
+ *   GET  /api/payments/:id
+ *
+ * Behind the gateway a user pays and sees only payments of their own orders
+ * (app/ownership.h): another user's order is "no such order" (422), a
+ * payment of one is "no such payment" (404). A payment belongs to whoever
+ * owns its order, which the orders client tells. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/ownership.h"
 #include "core/error.h"
 #include "core/id.h"
 #include "http/json_body.h"
+#include "orders/orders.h"
 #include "payments/payments.h"
 #include "payments/service.h"
 
@@ -44,6 +51,9 @@ static void on_answer(int status, const char *body, size_t len, int replayed, vo
 
 static void create_payment(struct http_exchange *ex, void *data) {
   (void)data;
+  const char *me;
+  if (ownership_confine(ex, &me) != 0)
+    return;
   struct http_request *req = http_request_of(ex);
   struct arena *a = http_arena(ex);
   size_t klen = 0;
@@ -68,6 +78,7 @@ static void create_payment(struct http_exchange *ex, void *data) {
       json_field_string(ex, body, "orderId", 1, 1, 64, &order_id) == 0 &&
       json_field_int(ex, body, "amountCents", 1, 1, 100000000000000LL, &amount) == 0) {
     struct payment_request r = {0};
+    r.me = me;
     size_t clen = 0;
     const char *client = http_header_get(req, "x-client-id", &clen);
     /* the gateway sets it to the verified identity (any subject a key id or
@@ -88,19 +99,57 @@ static void create_payment(struct http_exchange *ex, void *data) {
   json_decref(body);
 }
 
-static void get_payment(struct http_exchange *ex, void *data) {
-  (void)data;
-  const char *id = http_param_get(ex, "id"), *json = NULL;
-  size_t len = 0;
-  int rc = id && id_valid("pay", id)
-               ? payments_service_get(http_worker_data(ex), http_arena(ex), id, &json, &len)
-               : 0;
+/* A payment found for a confined caller, waiting for its order's owner. */
+struct owned_read {
+  struct http_exchange *ex;
+  const char *me, *json;
+  size_t len;
+};
+
+static void answer_read(struct http_exchange *ex, int rc, const char *json, size_t len) {
   if (rc < 0)
     http_respond_error(ex, rc, NULL, NULL);
   else if (rc == 0)
     http_respond_error(ex, STRATA_ENOT_FOUND, "No payment with this id.", NULL);
   else
     http_respond_json(ex, 200, json, len);
+}
+
+static void on_payment_order(int rc, const struct order_view *o, void *arg) {
+  struct owned_read *r = arg;
+  if (rc < 0)
+    http_respond_error(r->ex, STRATA_EUNAVAILABLE, "The orders service could not be reached.",
+                       NULL);
+  else
+    answer_read(r->ex, rc == 1 && ownership_allows(r->me, o->user_id), r->json, r->len);
+}
+
+static void get_payment(struct http_exchange *ex, void *data) {
+  (void)data;
+  const char *me;
+  if (ownership_confine(ex, &me) != 0)
+    return;
+  struct arena *a = http_arena(ex);
+  const char *id = http_param_get(ex, "id"), *json = NULL;
+  size_t len = 0;
+  int rc = id && id_valid("pay", id)
+               ? payments_service_get(http_worker_data(ex), a, id, &json, &len)
+               : 0;
+  if (rc != 1 || !me) {
+    answer_read(ex, rc, json, len);
+    return;
+  }
+  struct owned_read *r = arena_alloc(a, sizeof *r);
+  json_t *v = json_loadb(json, len, 0, NULL);
+  const char *order_id = json_string_value(json_object_get(v, "orderId"));
+  order_id = order_id ? arena_strndup(a, order_id, strlen(order_id)) : NULL;
+  json_decref(v);
+  if (!r || !order_id) {
+    http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
+    return;
+  }
+  *r = (struct owned_read){ex, me, json, len};
+  orders_client_get(http_worker_data(ex), order_id, a, on_payment_order, r);
 }
 
 int payments_routes_register(struct app *app, struct router *r) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/ownership.h"
 #include "bus/bus.h"
 #include "core/error.h"
 #include "core/id.h"
@@ -136,7 +137,8 @@ static void on_order(int rc, const struct order_view *o, void *arg) {
     release(op, "The orders service could not be reached; retry with the same key.");
     return;
   }
-  if (rc == 0) {
+  if (rc == 0 || !ownership_allows(op->r.me, o->user_id)) {
+    /* another user's order is answered as no order at all */
     finish(op, STRATA_EUNPROCESSABLE, "orderId does not name an existing order.", "orderId");
     return;
   }

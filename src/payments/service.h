@@ -18,6 +18,7 @@
 #include "app/app.h"
 
 struct payment_request {
+  const char *me;         /* the caller is confined to this user's orders; NULL = any */
   const char *client;     /* idempotency scope */
   const char *key;        /* Idempotency-Key */
   const char *canonical;  /* the body, canonical JSON: what "same request" means */

@@ -42,7 +42,7 @@ static const char sql_list[] =
     "SELECT json_object('id', id, 'name', name, 'email', email,"
     " 'createdAt', strftime('%Y-%m-%dT%H:%M:%fZ', created_at / 1000.0, 'unixepoch'),"
     " 'updatedAt', strftime('%Y-%m-%dT%H:%M:%fZ', updated_at / 1000.0, 'unixepoch'))"
-    " FROM users WHERE id > ?1 ORDER BY id LIMIT ?2";
+    " FROM users WHERE (?3 IS NULL OR id = ?3) AND id > ?1 ORDER BY id LIMIT ?2";
 
 static int step_write(struct db *db, sqlite3_stmt *st) {
   int rc = sqlite3_step(st);
@@ -91,11 +91,12 @@ int users_repo_delete(struct db *db, const char *id) {
   return step_write(db, st);
 }
 
-int users_repo_list(struct db *db, const char *after, int limit, json_t *items) {
+int users_repo_list(struct db *db, const char *only, const char *after, int limit, json_t *items) {
   sqlite3_stmt *st = db_stmt(db, sql_list);
   if (!st)
     return STRATA_EINTERNAL;
   db_bind_text(st, 1, after ? after : "");
   db_bind_int(st, 2, limit);
+  db_bind_text(st, 3, only);
   return db_collect_json(st, items);
 }

@@ -21,7 +21,8 @@ int users_repo_update(struct db *db, const char *id, const char *name, const cha
 /* 1 deleted, 0 absent. */
 int users_repo_delete(struct db *db, const char *id);
 /* Appends up to limit users with id > after (NULL = from the start), in id
- * order, to items. Returns the number appended or < 0. */
-int users_repo_list(struct db *db, const char *after, int limit, json_t *items);
+ * order, to items; only the user `only` when it is not NULL. Returns the
+ * number appended or < 0. */
+int users_repo_list(struct db *db, const char *only, const char *after, int limit, json_t *items);
 
 #endif

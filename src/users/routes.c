@@ -1,5 +1,7 @@
 /* Users routes: HTTP in, HTTP out. Validation of the request happens here;
- * everything else is the service's.
+ * everything else is the service's. Behind the gateway a user reaches only
+ * their own record (app/ownership.h): another id is answered as an unknown
+ * one, the list holds the caller alone; signup (POST) is open to anyone.
  *
  *   POST   /api/users            {"name","email"} -> 201 + Location
  *   GET    /api/users            ?limit=&after=   -> {"items":[...],"next":...}
@@ -11,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/ownership.h"
 #include "app/paging.h"
 #include "core/error.h"
 #include "core/id.h"
@@ -91,21 +94,29 @@ static void create_user(struct http_exchange *ex, void *data) {
   json_decref(body);
 }
 
-static const char *path_id(struct http_exchange *ex) {
+/* The path's user id, or NULL when it is malformed or names a user the
+ * caller (confined to me) may not see: both are answered as unknown, and
+ * neither reaches the cache (so no X-Cache either). */
+static const char *path_id(struct http_exchange *ex, const char *me) {
   const char *id = http_param_get(ex, "id");
-  return id && id_valid("usr", id) ? id : NULL;
+  return id && id_valid("usr", id) && ownership_allows(me, id) ? id : NULL;
 }
 
 static void get_user(struct http_exchange *ex, void *data) {
   (void)data;
-  const char *id = path_id(ex), *json = NULL;
+  const char *me;
+  if (ownership_confine(ex, &me) != 0)
+    return;
+  const char *id = path_id(ex, me), *json = NULL;
   size_t len = 0;
   enum cache_result how = CACHE_MISS;
   int rc = id ? users_service_get(http_worker_data(ex), http_arena(ex), id, &json, &len, &how) : 0;
   if (rc < 0) {
     http_respond_error(ex, rc, NULL, NULL);
   } else if (rc == 0) {
-    if (id) /* a malformed id never reached the cache */
+    /* a malformed or hidden id never reached the cache; and a confined
+     * caller's 404 never tells how the cache fared (as for orders) */
+    if (id && !me)
       http_add_header(ex, "X-Cache", how == CACHE_MISS ? "MISS" : "HIT");
     http_respond_error(ex, STRATA_ENOT_FOUND, "No user with this id.", NULL);
   } else {
@@ -129,7 +140,10 @@ static void on_changed(int rc, const char *json, size_t len, void *arg) {
 
 static void patch_user(struct http_exchange *ex, void *data) {
   (void)data;
-  const char *id = path_id(ex);
+  const char *me;
+  if (ownership_confine(ex, &me) != 0)
+    return;
+  const char *id = path_id(ex, me);
   if (!id) {
     http_respond_error(ex, STRATA_ENOT_FOUND, "No user with this id.", NULL);
     return;
@@ -155,7 +169,10 @@ static void patch_user(struct http_exchange *ex, void *data) {
 
 static void delete_user(struct http_exchange *ex, void *data) {
   (void)data;
-  const char *id = path_id(ex);
+  const char *me;
+  if (ownership_confine(ex, &me) != 0)
+    return;
+  const char *id = path_id(ex, me);
   if (!id) {
     http_respond_error(ex, STRATA_ENOT_FOUND, "No user with this id.", NULL);
     return;
@@ -167,11 +184,12 @@ static void delete_user(struct http_exchange *ex, void *data) {
 
 static void list_users(struct http_exchange *ex, void *data) {
   (void)data;
+  const char *me;
   struct page page;
-  if (paging_read(ex, "usr", &page) != 0)
+  if (ownership_confine(ex, &me) != 0 || paging_read(ex, "usr", &page) != 0)
     return;
   json_t *items;
-  int rc = users_service_list(http_worker_data(ex), page.after, page.limit + 1, &items);
+  int rc = users_service_list(http_worker_data(ex), me, page.after, page.limit + 1, &items);
   if (rc < 0) {
     http_respond_error(ex, rc, NULL, NULL);
     return;
@@ -204,7 +222,10 @@ static void on_orders(int rc, const char *orders_json, size_t len, void *arg) {
 
 static void get_user_orders(struct http_exchange *ex, void *data) {
   (void)data;
-  const char *id = path_id(ex);
+  const char *me;
+  if (ownership_confine(ex, &me) != 0)
+    return;
+  const char *id = path_id(ex, me);
   struct arena *a = http_arena(ex);
   struct composed *c = arena_alloc(a, sizeof *c);
   int rc = id && c ? users_service_get(http_worker_data(ex), a, id, &c->user_json, &c->user_len,

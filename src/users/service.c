@@ -122,11 +122,12 @@ int users_service_get(struct app_ctx *ctx, struct arena *a, const char *id, cons
                            app->negative_ttl_ms, json, len, how);
 }
 
-int users_service_list(struct app_ctx *ctx, const char *after, int limit, json_t **items) {
+int users_service_list(struct app_ctx *ctx, const char *only, const char *after, int limit,
+                       json_t **items) {
   *items = json_array();
   if (!*items)
     return STRATA_EINTERNAL;
-  int n = users_repo_list(app_db(ctx, DOMAIN_USERS), after, limit, *items);
+  int n = users_repo_list(app_db(ctx, DOMAIN_USERS), only, after, limit, *items);
   if (n < 0) {
     json_decref(*items);
     *items = NULL;

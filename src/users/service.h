@@ -25,8 +25,10 @@ int users_service_delete(struct app_ctx *ctx, struct arena *a, const char *id, u
  * whether the cache answered. */
 int users_service_get(struct app_ctx *ctx, struct arena *a, const char *id, const char **json,
                       size_t *len, enum cache_result *how);
-/* Up to limit users after the cursor; *next is the cursor of the following
- * page or NULL. Returns 0 or < 0. */
-int users_service_list(struct app_ctx *ctx, const char *after, int limit, json_t **items);
+/* Up to limit users after the cursor (only the user `only` when it is not
+ * NULL: a caller confined to their own record) into *items (caller owns).
+ * Returns 0 or < 0. */
+int users_service_list(struct app_ctx *ctx, const char *only, const char *after, int limit,
+                       json_t **items);
 
 #endif

@@ -78,7 +78,11 @@ class Trust(unittest.TestCase):
             data += d
         s.close()
         responses = parse_responses(data)
-        self.assertEqual([r[0] for r in responses], [201, 200])
+        # signup is open to an anonymous caller; the list of users is not
+        # (ownership, test_ownership.py): the gateway signed both, the
+        # service answered both
+        self.assertEqual([r[0] for r in responses], [201, 401])
+        self.assertEqual(json.loads(responses[1][2])["error"]["code"], "unauthorized")
 
 
 if __name__ == "__main__":
