@@ -195,6 +195,13 @@ int cli_gateway(int argc, char **argv) {
         fprintf(stderr, "strata gateway: %s: value too long\n", a);
         return 2;
       }
+    } else if (strcmp(a, "--max-request-body") == 0) {
+      uint64_t n;
+      if (config_parse_size(v, &n, why, sizeof why) != 0) {
+        fprintf(stderr, "strata gateway: --max-request-body needs a size such as 1g\n");
+        return 2;
+      }
+      gc->max_request_body = n;
     } else if (strcmp(a, "--trusted-hops") == 0) {
       gc->trusted_hops = (unsigned)atoi(v);
     } else {

@@ -20,6 +20,7 @@ void cli_usage(FILE *out) {
           "               [--balance round-robin|least-request|hash-client|hash-header:NAME]\n"
           "               [--jwt-hs256-secret-file F] [--jwt-rs256-public-key F]\n"
           "               [--jwt-es256-public-key F] [--jwt-issuer S] [--jwt-audience S]\n"
+          "               [--max-request-body SIZE]\n"
           "      the edge: proxy to the upstreams with health checks, circuit breakers,\n"
           "      retries with a budget, timeouts and metrics\n"
           "  strata check FILE\n"

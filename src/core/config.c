@@ -269,6 +269,7 @@ static const struct key_spec gateway_keys[] = {
   NUMBER(struct gateway_config, "backoff_base", VAL_DURATION, backoff_base_ms, 1, MIN),
   NUMBER(struct gateway_config, "backoff_cap", VAL_DURATION, backoff_cap_ms, 1, MIN),
   NUMBER(struct gateway_config, "max_response", VAL_SIZE, max_response_bytes, KIB, 4 * GIB),
+  NUMBER(struct gateway_config, "max_request_body", VAL_SIZE, max_request_body, 0, 1024 * GIB),
   { .name = "pools", .kind = VAL_NAMED, .off = offsetof(struct gateway_config, pools),
     .keys = pool_keys, .item_size = sizeof(struct pool_config), .max_items = CFG_MAX_POOLS,
     .count_off = offsetof(struct gateway_config, n_pools),
@@ -627,6 +628,7 @@ void config_defaults(struct strata_config *cfg) {
   g->backoff_base_ms = 25;
   g->backoff_cap_ms = 250;
   g->max_response_bytes = 64 * MIB;
+  g->max_request_body = 0; /* http.max_body */
   g->rate_period_ms = 1 * SEC;
 }
 

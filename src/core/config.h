@@ -140,7 +140,8 @@ struct gateway_config {
   uint32_t rate_period_ms; /* the rate is per this long (1s; the CLI takes /m, /h) */
   uint32_t connect_timeout_ms, try_timeout_ms, total_timeout_ms;
   uint32_t retry_attempts, backoff_base_ms, backoff_cap_ms;
-  uint64_t max_response_bytes;
+  uint64_t max_response_bytes; /* an upstream answer the gateway keeps whole */
+  uint64_t max_request_body;   /* a request body streamed through the gateway; 0 = http.max_body */
   struct pool_config pools[CFG_MAX_POOLS];
   uint32_t n_pools;
   struct route_config routes[CFG_MAX_ROUTES];

@@ -26,6 +26,7 @@
   X(UNPROCESSABLE,                422, "unprocessable_entity",      "The request is well-formed but cannot be processed.") \
   X(TOO_MANY_REQUESTS,            429, "too_many_requests",         "Too many requests; slow down.") \
   X(HEADERS_TOO_LARGE,            431, "headers_too_large",         "The request header section is too large.") \
+  X(CLIENT_CLOSED,                499, "client_closed_request",     "The client closed the connection first.") \
   X(INTERNAL,                     500, "internal_error",            "An internal error occurred.") \
   X(NOT_IMPLEMENTED,              501, "not_implemented",           "This feature is not implemented.") \
   X(BAD_GATEWAY,                  502, "bad_gateway",               "The upstream answered badly.") \

@@ -396,8 +396,10 @@ static void proxy_route(struct http_exchange *ex, void *data) {
 }
 
 int gateway_routes_register(struct gateway *g, struct router *r) {
-  (void)g;
-  if (observe_routes_register(r) != 0 || router_add(r, "*", "/*", proxy_route, NULL) != 0)
+  /* The proxy streams bodies both ways: its route gets requests at
+   * headers-complete, with gateway.max_request_body as the body cap. */
+  if (observe_routes_register(r) != 0 ||
+      router_add_streaming(r, "*", "/*", proxy_route, NULL, g->s.max_request_body) != 0)
     return -1;
   return 0;
 }

@@ -65,7 +65,8 @@ struct gw_settings {
   uint32_t try_timeout_ms;       /* one attempt, connect to last response byte */
   uint32_t total_timeout_ms;     /* all attempts together; 504 past it */
   unsigned trusted_hops;         /* X-Forwarded-For / Forwarded entries to keep */
-  size_t max_response_bytes;
+  size_t max_response_bytes;     /* an answer kept whole (retryable statuses, HEAD) */
+  uint64_t max_request_body;     /* request body bytes, streamed (413 past it) */
   char identity_secret[512];     /* signs X-Strata-Identity-* upstream; "" = off */
   struct ratelimit_policy rate;  /* per client (identity, else address); rate 0 = off */
   char api_keys_file[1024];      /* "" = no API keys */

@@ -7,6 +7,34 @@
  *       --failure, retryable, budget and deadline allow------> backoff -> pick another host -> try
  *       --failure, no retry left--------------------------------> 502 / 503 / 504
  *
+ * Bodies stream both ways with bounded memory.
+ *
+ *   Request body (the gateway's route is a streaming route, http.h): a
+ *   declared body up to 64 KiB arrives whole and goes in the request
+ *   buffer, as any request. A larger, chunked or 100-continue body is read
+ *   here: its first REPLAY_MAX bytes are gathered first (the 100 Continue
+ *   goes out only then, after authentication and rate limiting). A body
+ *   that ends within them is sent whole with a Content-Length and retried
+ *   like any request. Otherwise the try starts with the head and the
+ *   gathered bytes and the rest streams on (the client's Content-Length,
+ *   else chunked); pump() writes what the try has not had and pauses the
+ *   client while the upstream does not keep up. The gathered bytes are the
+ *   retry buffer (Envoy's): a try that fails before the body outgrew them
+ *   is retried from them; once bytes past them went out it is not.
+ *
+ *   Answer: relay_mode() is the one place that decides. RELAY_BUFFER keeps
+ *   the whole answer (up to gateway.max_response) and relays it at once
+ *   (relay()): answers to HEAD, and 502/503/504, which may be retried or
+ *   replaced by the route's fallback (and, for the response cache, answers
+ *   it will store). RELAY_STREAM relays the head as soon as it arrives and
+ *   each piece as it comes, pausing the upstream while the client lags
+ *   (http_stream_write() returns 1 until on_drain). Once the client has the
+ *   status line a failure can only cut its connection (http_abort): no
+ *   terminating chunk, a short Content-Length.
+ *
+ *   The client failing (closed, reset, a bad or too large body, a body
+ *   timeout) cancels the try in flight or the retry waiting (give_up).
+ *
  * Retryable: a failure before anything was sent (connect failure, stale
  * keep-alive connection) always; a reset, a timeout or a 502/503/504 only
  * when the request is safe to repeat (idempotent method, or an
@@ -33,6 +61,21 @@
 #include "observe/log.h"
 #include "observe/trace.h"
 
+#define REPLAY_MAX HTTP_STREAM_BUFFERED_MAX /* body bytes kept for another try */
+#define BODY_BUF_CAP (4 * REPLAY_MAX)       /* gathered, plus what arrives while paused */
+
+enum relay_mode {
+  RELAY_BUFFER = 0, /* the whole answer is kept, then relayed at once (relay()) */
+  RELAY_STREAM      /* relayed as it arrives */
+};
+
+/* How a request body travels upstream. */
+enum body_framing {
+  BODY_INLINE = 0, /* whole, in the request buffer, with its Content-Length */
+  BODY_LENGTH,     /* streamed after the head, under the client's Content-Length */
+  BODY_CHUNKED     /* streamed after the head, chunked */
+};
+
 struct proxy_call {
   struct http_exchange *ex;
   const struct auth_identity *id;
@@ -54,6 +97,28 @@ struct proxy_call {
   uint64_t try_started;
   uint64_t try_started_ns;
   uint64_t upstream_us; /* time spent waiting on upstreams, all tries */
+  struct upstream_call *up; /* the try in flight, or NULL */
+  uv_timer_t *backoff;      /* the retry waiting, or NULL */
+  int relay;                /* enum relay_mode of the answer coming in */
+  int streaming_out;        /* its head went to the client: no retry, no other answer */
+  int head_in;              /* ... and came after head_ms */
+  uint32_t head_ms;
+  size_t headers_mark;      /* the client's headers before the answer's (for a retraction) */
+  int up_paused;            /* the try's reading is paused for the client */
+  int logged;               /* log_upstream() ran */
+  /* a body read while the proxy runs (http_body_streaming()) */
+  int body_stream;
+  int framing;              /* enum body_framing */
+  int gathering;            /* no try yet: the first REPLAY_MAX bytes come in */
+  int body_done;            /* the client's body has ended */
+  int replayable;           /* buf holds the body from its first byte */
+  int up_ready;             /* the try took everything written: write more */
+  int end_sent;             /* the try has the whole body */
+  int client_paused;
+  char *buf;                /* body bytes the try has not had (all of them while replayable) */
+  size_t buf_len, buf_sent; /* bytes in buf / written to the current try */
+  uint64_t body_read;       /* body bytes from the client */
+  uint64_t bytes_up, bytes_down; /* body bytes streamed to the upstream / the client */
 };
 
 /* ---- headers ------------------------------------------------------------ */
@@ -181,7 +246,10 @@ static void put_u64(struct strbuf *sb, uint64_t v) {
   strbuf_append(sb, num, u64_to_dec(num, v));
 }
 
-static int build_request(struct proxy_call *call) {
+/* The request for the upstream: head, then the body when framing is
+ * BODY_INLINE (body, body_len), else the header announcing what follows. */
+static int build_request(struct proxy_call *call, const char *body, size_t body_len,
+                         enum body_framing framing) {
   struct http_request *req = http_request_of(call->ex);
   const struct gw_settings *s = &call->w->g->s;
   struct strbuf sb = call->w->request_buf; /* reused: no malloc per request */
@@ -269,13 +337,19 @@ static int build_request(struct proxy_call *call) {
     strbuf_puts(&sb, "\r\nX-Client-Id: ");
     strbuf_puts(&sb, call->id->subject);
   }
-  if (req->body_len || strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0 ||
-      strcmp(req->method, "PATCH") == 0) {
+  if (framing == BODY_CHUNKED) {
+    strbuf_puts(&sb, "\r\nTransfer-Encoding: chunked");
+  } else if (framing == BODY_LENGTH) {
     strbuf_puts(&sb, "\r\nContent-Length: ");
-    put_u64(&sb, req->body_len);
+    put_u64(&sb, (uint64_t)http_body_length(call->ex));
+  } else if (body_len || strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0 ||
+             strcmp(req->method, "PATCH") == 0) {
+    strbuf_puts(&sb, "\r\nContent-Length: ");
+    put_u64(&sb, body_len);
   }
   strbuf_puts(&sb, "\r\n\r\n");
-  strbuf_append(&sb, req->body, req->body_len);
+  if (framing == BODY_INLINE)
+    strbuf_append(&sb, body, body_len);
   call->w->request_buf = sb; /* keep the grown buffer for the next request */
   if (sb.failed)
     return -1;
@@ -299,6 +373,14 @@ static void route_outcome(struct proxy_call *call, int ok) {
                  (uint32_t)(now - call->started));
 }
 
+/* Body bytes that streamed, for the access line. */
+static void log_streamed(struct proxy_call *call) {
+  if (call->bytes_up)
+    http_log_u64(call->ex, "bodyBytesUp", call->bytes_up);
+  if (call->streaming_out)
+    http_log_u64(call->ex, "bodyBytesDown", call->bytes_down);
+}
+
 /* The route's static fallback, when it has one: answers and returns 1. */
 static int answer_fallback(struct proxy_call *call) {
   const struct route_config *rc = &call->route->rc;
@@ -307,13 +389,15 @@ static int answer_fallback(struct proxy_call *call) {
   call->w->route_stats[call->route_index].fallbacks++;
   http_log_str(call->ex, "fallback", "static");
   http_add_header(call->ex, "X-Strata-Fallback", "static");
+  log_streamed(call);
   http_respond(call->ex, (int)rc->fallback_status,
                rc->fallback_content_type[0] ? rc->fallback_content_type : "application/json",
                rc->fallback_body, strlen(rc->fallback_body));
   return 1;
 }
 
-static void relay(struct proxy_call *call, struct upstream_response *r) {
+/* The upstream's response headers that cross to the client. */
+static void relay_headers(struct proxy_call *call, const struct upstream_response *r) {
   struct http_exchange *ex = call->ex;
   int conn = has_connection(r->headers, r->n_headers);
   for (unsigned i = 0; i < r->n_headers; i++) {
@@ -322,12 +406,32 @@ static void relay(struct proxy_call *call, struct upstream_response *r) {
       continue;
     http_add_header_n(ex, h->name, h->name_len, h->value, h->value_len);
   }
+}
+
+/* How the answer reaches the client: the one place that decides (the
+ * response cache adds its stored answers to RELAY_BUFFER here). */
+static enum relay_mode relay_mode(const struct proxy_call *call,
+                                  const struct upstream_response *r) {
+  if (call->head)
+    return RELAY_BUFFER; /* no body; relay() announces the GET's length */
+  if (r->status >= 502 && r->status <= 504)
+    return RELAY_BUFFER; /* may be retried or replaced by the fallback */
+  if (r->has_content_length && r->content_length <= REPLAY_MAX)
+    return RELAY_BUFFER; /* small: relayed whole, so a cut body is still a 502 */
+  return RELAY_STREAM;
+}
+
+/* Relays a whole (RELAY_BUFFER) answer. */
+static void relay(struct proxy_call *call, struct upstream_response *r) {
+  struct http_exchange *ex = call->ex;
+  relay_headers(call, r);
   if (call->head && r->has_content_length)
     http_set_head_length(ex, r->content_length);
   log_upstream(call);
   route_outcome(call, r->status < 500);
   if (r->status >= 502 && r->status <= 504 && answer_fallback(call))
     return;
+  log_streamed(call);
   http_respond(ex, r->status, NULL, r->body, r->body_len);
 }
 
@@ -335,6 +439,9 @@ static void relay(struct proxy_call *call, struct upstream_response *r) {
 static void log_upstream(struct proxy_call *call) {
   struct http_exchange *ex = call->ex;
   struct gw_worker *w = call->w;
+  if (call->logged)
+    return;
+  call->logged = 1;
   if (call->host >= 0) {
     http_log_str(ex, "upstream", upstream_host_name(w->hosts[call->host]));
     http_log_str(ex, "breaker", breaker_state_name(breaker_state(&w->breakers[call->host])));
@@ -349,7 +456,68 @@ static void fail(struct proxy_call *call, int err, const char *message) {
   route_outcome(call, 0);
   if (answer_fallback(call))
     return;
+  log_streamed(call);
   http_respond_error(call->ex, err, message, NULL);
+}
+
+/* ---- the request body ------------------------------------------------------ */
+
+/* Lets the client send more body only while the try keeps up. */
+static void client_flow(struct proxy_call *call, int go) {
+  if (!call->body_stream || call->body_done || call->gathering)
+    return;
+  if (go && call->client_paused) {
+    call->client_paused = 0;
+    http_body_resume(call->ex);
+  } else if (!go && !call->client_paused) {
+    call->client_paused = 1;
+    http_body_pause(call->ex);
+  }
+}
+
+/* Writes n body bytes to the try, framed. Returns upstream_stream_write()'s
+ * result (0 sent, 1 queued, < 0 failed). */
+static int send_body(struct proxy_call *call, const char *data, size_t n) {
+  uv_buf_t b[3];
+  unsigned k = 0;
+  char line[24];
+  if (call->framing == BODY_CHUNKED) {
+    int m = snprintf(line, sizeof line, "%zx\r\n", n);
+    b[k++] = uv_buf_init(line, (unsigned)m);
+  }
+  b[k++] = uv_buf_init((char *)data, (unsigned)n);
+  if (call->framing == BODY_CHUNKED)
+    b[k++] = uv_buf_init((char *)"\r\n", 2);
+  call->bytes_up += n;
+  return upstream_stream_write(call->up, b, k);
+}
+
+/* Moves the body on: writes what the try has not had, ends it once the
+ * client's body has ended, and lets the client send more while the try
+ * keeps up. Past REPLAY_MAX the body is not kept: what went out is dropped
+ * (the upstream's write queue holds anything the socket did not take). */
+static void pump(struct proxy_call *call) {
+  if (call->up && call->up_ready) {
+    if (call->buf_sent < call->buf_len) {
+      int r = send_body(call, call->buf + call->buf_sent, call->buf_len - call->buf_sent);
+      call->buf_sent = call->buf_len;
+      if (r != 0)
+        call->up_ready = 0;
+    }
+    if (call->body_read > REPLAY_MAX) {
+      call->replayable = 0;
+      call->buf_len = call->buf_sent = 0;
+    }
+    if (call->up_ready && call->body_done && !call->end_sent) {
+      call->end_sent = 1;
+      if (call->framing == BODY_CHUNKED) {
+        uv_buf_t last = uv_buf_init((char *)"0\r\n\r\n", 5);
+        upstream_stream_write(call->up, &last, 1);
+      }
+      upstream_stream_end(call->up);
+    }
+  }
+  client_flow(call, call->up && call->up_ready);
 }
 
 /* ---- tries ---------------------------------------------------------------- */
@@ -360,6 +528,7 @@ static void on_backoff_closed(uv_handle_t *h) { free(h); }
 
 static void on_backoff(uv_timer_t *t) {
   struct proxy_call *call = t->data;
+  call->backoff = NULL;
   uv_close((uv_handle_t *)t, on_backoff_closed);
   try_next(call);
 }
@@ -372,6 +541,7 @@ static void retry_later(struct proxy_call *call, uint64_t delay_ms) {
   }
   uv_timer_init(call->w->loop, t);
   t->data = call;
+  call->backoff = t;
   uv_timer_start(t, on_backoff, delay_ms, 0);
 }
 
@@ -384,17 +554,21 @@ static enum retry_cause cause_of(int rc) {
   }
 }
 
-static void on_upstream(int rc, struct upstream_response *r, void *arg) {
-  struct proxy_call *call = arg;
+/* The try ended (rc, and the status when there was an answer): the
+ * balancer, the host's breaker and its counters hear it. A streamed answer
+ * is judged by its status (and its time to the head), unless its body
+ * failed. */
+static void try_ended(struct proxy_call *call, int rc, int status) {
   struct gw_worker *w = call->w;
   int host = call->host;
   uint64_t now = uv_now(w->loop);
-  uint32_t took = (uint32_t)(now - call->try_started);
-  call->upstream_us += (uv_hrtime() - call->try_started_ns) / 1000;
+  uint32_t took = call->head_in ? call->head_ms : (uint32_t)(now - call->try_started);
+  if (!call->head_in)
+    call->upstream_us += (uv_hrtime() - call->try_started_ns) / 1000;
   struct lb_pool *pool = &w->pools[call->pool];
   int local = host - (int)w->g->s.pools[call->pool].first;
   lb_end(pool, local);
-  int ok = rc == UPSTREAM_OK && r->status < 500;
+  int ok = rc == UPSTREAM_OK && status < 500;
   if (rc != UPSTREAM_ESTALE && rc != UPSTREAM_ECANCELED) {
     /* a stale pooled connection says nothing about the host's health */
     breaker_report(&w->breakers[host], now, ok, took);
@@ -405,19 +579,31 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
     }
   }
   if (rc == UPSTREAM_OK)
-    w->stats[host].responses[r->status / 100 - 1 < 5 ? r->status / 100 - 1 : 4]++;
-  else
+    w->stats[host].responses[status / 100 - 1 < 5 ? status / 100 - 1 : 4]++;
+  else if (rc != UPSTREAM_ECANCELED) /* the client gave up: not the host's doing */
     w->stats[host].failures++;
+}
+
+/* A try that ended before anything reached the client: retry, relay the
+ * (buffered) answer, or fail. */
+static void on_upstream(struct proxy_call *call, int rc, struct upstream_response *r) {
+  struct gw_worker *w = call->w;
+  int host = call->host;
+  uint64_t now = uv_now(w->loop);
+  try_ended(call, rc, rc == UPSTREAM_OK ? r->status : 0);
 
   /* A stale keep-alive connection is always worth another try (nothing was
    * processed); otherwise the policy decides what is retryable, and only
-   * for a request that is safe to repeat or that never left. */
+   * for a request that is safe to repeat or that never left — and whose
+   * body can be sent again. */
   int nothing_sent = rc == UPSTREAM_ECONNECT || rc == UPSTREAM_ESTALE;
   const struct retry_policy *pol = &call->route->retry;
-  int retryable = rc == UPSTREAM_ESTALE ||
-                  (rc != UPSTREAM_ECANCELED && rc != UPSTREAM_EPROTO &&
-                   (nothing_sent || call->safe) &&
-                   retry_should(pol, cause_of(rc), rc == UPSTREAM_OK ? r->status : 0));
+  int resendable = !call->body_stream || call->replayable;
+  int retryable = resendable &&
+                  (rc == UPSTREAM_ESTALE ||
+                   (rc != UPSTREAM_ECANCELED && rc != UPSTREAM_EPROTO &&
+                    (nothing_sent || call->safe) &&
+                    retry_should(pol, cause_of(rc), rc == UPSTREAM_OK ? r->status : 0)));
   if (retryable && call->attempt + 1 < pol->max_attempts && now < call->deadline &&
       (rc == UPSTREAM_ESTALE || retry_budget_try(&w->budget, now))) {
     /* Nothing reached the host (a stale connection, a refused connect):
@@ -438,6 +624,7 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
       call->attempt++;
       call->last_host = host;
       w->stats[host].retries++;
+      client_flow(call, 0); /* the body waits for the next try */
       retry_later(call, delay);
       return;
     }
@@ -461,6 +648,84 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
     fail(call, STRATA_EBAD_GATEWAY, "The upstream connection failed.");
   }
 }
+
+/* ---- upstream events of a try ------------------------------------------------ */
+
+static int on_up_head(struct upstream_response *r, void *arg) {
+  struct proxy_call *call = arg;
+  call->relay = relay_mode(call, r);
+  if (call->relay == RELAY_BUFFER)
+    return UPSTREAM_BODY_BUFFER;
+  /* From here the answer is the client's: no retry, no fallback. */
+  call->streaming_out = 1;
+  call->head_in = 1;
+  call->head_ms = (uint32_t)(uv_now(call->w->loop) - call->try_started);
+  call->upstream_us += (uv_hrtime() - call->try_started_ns) / 1000;
+  call->headers_mark = http_headers_mark(call->ex);
+  relay_headers(call, r);
+  http_stream_start(call->ex, r->status, NULL,
+                    r->has_content_length ? (int64_t)r->content_length : -1);
+  return UPSTREAM_BODY_STREAM;
+}
+
+static void on_up_data(const char *data, size_t len, void *arg) {
+  struct proxy_call *call = arg;
+  call->bytes_down += len;
+  if (http_stream_write(call->ex, data, len) != 0 && !call->up_paused) {
+    call->up_paused = 1; /* resumed by on_client_drain (or on_error follows) */
+    upstream_stream_pause(call->up);
+  }
+}
+
+static void on_up_drain(void *arg) {
+  struct proxy_call *call = arg;
+  call->up_ready = 1;
+  pump(call);
+}
+
+static void on_up_end(struct upstream_response *r, void *arg) {
+  struct proxy_call *call = arg;
+  call->up = NULL;
+  if (call->relay == RELAY_BUFFER) {
+    on_upstream(call, UPSTREAM_OK, r);
+    return;
+  }
+  try_ended(call, UPSTREAM_OK, r->status);
+  log_upstream(call);
+  route_outcome(call, r->status < 500);
+  log_streamed(call);
+  http_stream_end(call->ex);
+}
+
+static void on_up_error(int rc, void *arg) {
+  struct proxy_call *call = arg;
+  call->up = NULL;
+  if (call->streaming_out && http_stream_retract(call->ex, call->headers_mark) == 0) {
+    /* nothing had left yet (it failed in the read that brought the head):
+     * as if the answer had never come */
+    call->streaming_out = 0;
+    call->bytes_down = 0;
+  }
+  if (!call->streaming_out) {
+    on_upstream(call, rc, NULL);
+    return;
+  }
+  /* The client has part of the answer: cut it short. */
+  try_ended(call, rc, 0);
+  log_upstream(call);
+  route_outcome(call, 0);
+  http_log_str(call->ex, "upstreamError", upstream_result_name(rc));
+  log_streamed(call);
+  http_abort(call->ex, STRATA_EBAD_GATEWAY);
+}
+
+static const struct upstream_stream_cbs upstream_cbs = {
+    .on_head = on_up_head,
+    .on_data = on_up_data,
+    .on_drain = on_up_drain,
+    .on_end = on_up_end,
+    .on_error = on_up_error,
+};
 
 static void set_retry_after(struct proxy_call *call, uint64_t ms) {
   if (!ms)
@@ -519,17 +784,130 @@ static void try_next(struct proxy_call *call) {
   call->host = host;
   call->try_started = now;
   call->try_started_ns = uv_hrtime();
+  call->relay = RELAY_BUFFER;
+  call->head_in = 0;
+  call->up_paused = 0;
+  call->up_ready = 0;
+  call->end_sent = 0;
+  call->buf_sent = 0; /* a retry sends the kept body again */
   lb_begin(pool, host - first);
   w->stats[host].requests++;
   uint64_t left = deadline_try_ms(&call->route->retry, call->deadline, now);
-  uint32_t timeout = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
-  if (upstream_request(w->hosts[host], call->request, call->len, call->head, timeout,
-                       w->g->s.max_response_bytes, http_arena(call->ex), on_upstream, call,
-                       NULL) != 0) {
+  struct upstream_stream_req r = {
+      .head = call->request,
+      .len = call->len,
+      .head_request = call->head,
+      .body_follows = call->body_stream,
+      .timeout_ms = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left,
+      .idle_timeout_ms = call->route->retry.per_try_timeout_ms,
+      .max_body = w->g->s.max_response_bytes,
+  };
+  if (upstream_stream(w->hosts[host], &r, http_arena(call->ex), &upstream_cbs, call, &call->up) !=
+      0) {
+    call->up = NULL;
     lb_end(pool, host - first);
     fail(call, STRATA_EINTERNAL, "The request could not be sent upstream.");
   }
 }
+
+/* ---- client events ------------------------------------------------------------ */
+
+/* Ends the exchange early (the client failed, or the body cannot be
+ * handled): the try in flight or the retry waiting is dropped first. */
+static void give_up(struct proxy_call *call, int err) {
+  if (call->backoff) {
+    uv_close((uv_handle_t *)call->backoff, on_backoff_closed);
+    call->backoff = NULL;
+  }
+  if (call->up) {
+    upstream_cancel(call->up);
+    call->up = NULL;
+    try_ended(call, UPSTREAM_ECANCELED, 0);
+  }
+  log_upstream(call);
+  route_outcome(call, 1); /* not the upstream's doing */
+  log_streamed(call);
+  http_abort(call->ex, err);
+}
+
+/* The body outgrew what is gathered: the try starts with the head and
+ * what came so far; the rest streams. */
+static void start_streaming(struct proxy_call *call) {
+  call->gathering = 0;
+  call->client_paused = 1;
+  http_body_pause(call->ex); /* until the try is ready (on_up_drain) */
+  call->framing = http_body_length(call->ex) >= 0 ? BODY_LENGTH : BODY_CHUNKED;
+  if (build_request(call, NULL, 0, (enum body_framing)call->framing) != 0) {
+    give_up(call, STRATA_EINTERNAL);
+    return;
+  }
+  try_next(call);
+}
+
+static void on_client_body(struct http_exchange *ex, const char *data, size_t len, void *arg) {
+  (void)ex;
+  struct proxy_call *call = arg;
+  call->body_read += len;
+  if (call->up && call->up_ready && call->buf_len == 0 && !call->replayable) {
+    /* streaming past the retry buffer: straight from the client's read */
+    if (send_body(call, data, len) != 0) {
+      call->up_ready = 0;
+      client_flow(call, 0);
+    }
+    return;
+  }
+  if (len > BODY_BUF_CAP - call->buf_len) {
+    give_up(call, STRATA_EINTERNAL); /* cannot happen: the client is paused in time */
+    return;
+  }
+  memcpy(call->buf + call->buf_len, data, len);
+  call->buf_len += len;
+  if (call->gathering) {
+    if (call->buf_len >= REPLAY_MAX)
+      start_streaming(call);
+    return;
+  }
+  pump(call);
+}
+
+static void on_client_body_end(struct http_exchange *ex, void *arg) {
+  (void)ex;
+  struct proxy_call *call = arg;
+  call->body_done = 1;
+  if (!call->gathering) {
+    pump(call);
+    return;
+  }
+  /* The whole body fits: an ordinary request, retried like any other. */
+  call->gathering = 0;
+  call->body_stream = 0;
+  if (build_request(call, call->buf, call->buf_len, BODY_INLINE) != 0) {
+    give_up(call, STRATA_EINTERNAL);
+    return;
+  }
+  try_next(call);
+}
+
+static void on_client_drain(struct http_exchange *ex, void *arg) {
+  (void)ex;
+  struct proxy_call *call = arg;
+  if (call->up_paused && call->up) {
+    call->up_paused = 0;
+    upstream_stream_resume(call->up);
+  }
+}
+
+static void on_client_error(struct http_exchange *ex, int err, void *arg) {
+  (void)ex;
+  give_up(arg, err);
+}
+
+static const struct http_stream_cbs client_cbs = {
+    .on_body = on_client_body,
+    .on_body_end = on_client_body_end,
+    .on_drain = on_client_drain,
+    .on_error = on_client_error,
+};
 
 void gw_proxy(struct http_exchange *ex, unsigned route, const struct auth_identity *id) {
   struct gw_worker *w = http_worker_data(ex);
@@ -575,7 +953,21 @@ void gw_proxy(struct http_exchange *ex, unsigned route, const struct auth_identi
   }
   call->route_breaker = 1;
   retry_budget_request(&w->budget, call->started);
-  if (build_request(call) != 0) {
+  http_stream_attach(ex, &client_cbs, call);
+  if (http_body_streaming(ex)) {
+    /* Gather the first REPLAY_MAX bytes (100 Continue goes out now). */
+    call->buf = arena_alloc(http_arena(ex), BODY_BUF_CAP);
+    if (!call->buf) {
+      give_up(call, STRATA_EINTERNAL);
+      return;
+    }
+    call->body_stream = 1;
+    call->gathering = 1;
+    call->replayable = 1;
+    http_body_start(ex);
+    return;
+  }
+  if (build_request(call, req->body, req->body_len, BODY_INLINE) != 0) {
     route_outcome(call, 1); /* not the upstream's fault */
     http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
     return;

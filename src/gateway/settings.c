@@ -195,6 +195,7 @@ int gw_settings_from_config(const struct strata_config *cfg, struct gw_settings 
   s->total_timeout_ms = g->total_timeout_ms;
   s->trusted_hops = g->trusted_hops;
   s->max_response_bytes = (size_t)g->max_response_bytes;
+  s->max_request_body = g->max_request_body ? g->max_request_body : cfg->http.max_body_bytes;
   if (g->identity_secret_file[0] &&
       trust_read_secret(g->identity_secret_file, s->identity_secret, sizeof s->identity_secret,
                         why, why_len) != 0)

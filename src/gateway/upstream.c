@@ -2,22 +2,37 @@
  *
  * NOTES ON THE DESIGN
  *
- *   new conn: CONNECTING --connected--> SENDING --written--> WAITING
- *   idle conn (reused) ----------------^                        |
- *                                  response complete, keep-alive|
- *   IDLE <------------------------------------------------------+
+ *   new conn: CONNECTING --connected--> SENDING --head written--> WAITING
+ *   idle conn (reused) ----------------^                            |
+ *                          response complete, keep-alive, request   |
+ *                          written whole                            |
+ *   IDLE <----------------------------------------------------------+
  *     | EOF or stray bytes while idle: closed
  *   any error, timeout, cancel, no keep-alive: CLOSED
  *
  * - A call owns at most one connection; finish() detaches it and either
  *   parks it in the host's idle list or closes it. Only finish() calls the
- *   callback, and only from libuv callbacks (or upstream_cancel()).
+ *   terminal callback, and only from libuv callbacks (or, for a buffered
+ *   call, upstream_cancel()). A connection is parked only when its request
+ *   went out whole: an answer that came before the end of a streamed body
+ *   leaves the connection unusable.
+ * - A streaming call writes body pieces through the connection's writeq
+ *   (copies only what the socket does not take) after the head, in order;
+ *   on_drain says when to write more. Response pieces go to on_data from
+ *   inside llhttp's on_body, straight from the read buffer; pausing stops
+ *   the socket reads (the rest of the current read is still delivered).
  * - Idle connections keep reading: an upstream that closes one is noticed
  *   at once instead of on the next request.
- * - Timeouts: one timer per connection covers connect + request + response
- *   (the per-try timeout); a synchronous connect failure is reported
- *   through the same timer at 0 ms, so the callback never runs inside
- *   upstream_request(). */
+ * - Timeouts: one timer per connection. It covers connect (connect
+ *   timeout), then the per-try timeout until the response head, except
+ *   that while a streamed request body waits on the caller (nothing queued
+ *   for the upstream) it is off, while body bytes wait for the upstream to
+ *   read them it runs and restarts on progress, and upstream_stream_end()
+ *   restarts it for the wait for the head. Once the head is in, the idle
+ *   timeout runs between pieces (off while the caller paused reading). A
+ *   synchronous failure (connect, write) is reported through the same
+ *   timer at 0 ms (fail_now), so no callback runs inside the call that
+ *   caused it. */
 #include "gateway/upstream.h"
 
 #include <llhttp.h>
@@ -26,6 +41,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "http/writeq.h"
 
 enum uconn_state {
   UC_CONNECTING = 0, /* TCP connect in progress */
@@ -40,6 +57,7 @@ struct upstream_conn {
   uv_timer_t timer;
   uv_connect_t connect_req;
   uv_write_t write_req;
+  struct writeq wq; /* streamed request body pieces */
   struct upstream_host *host;
   struct upstream_conn *next_idle;
   struct upstream_call *call;
@@ -74,6 +92,13 @@ struct upstream_call {
   size_t body_cap;
   int complete;
   uint64_t started; /* uv_now() at upstream_request() */
+  const struct upstream_stream_cbs *scb; /* NULL: a buffered call (cb) */
+  int body_follows;  /* the caller writes a body after the head */
+  int req_done;      /* ... and has said it is complete */
+  int mode;          /* enum upstream_body_mode of the response */
+  int head_seen;     /* on_head ran */
+  int paused;        /* the caller stopped reading */
+  uint32_t idle_timeout_ms;
 };
 
 struct upstream_host {
@@ -111,6 +136,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
   if (--c->closing_handles > 0)
     return;
   struct upstream_host *host = c->host;
+  writeq_release(&c->wq);
   free(c);
   host->open_conns--;
   if (host->freeing && host->open_conns == 0)
@@ -150,8 +176,22 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = sizeof read_buf;
 }
 
+static void on_timer(uv_timer_t *t);
+
+/* The connection's timer, unless a synchronous failure is being reported
+ * through it (fail_now), which nothing may delay. */
+static void arm(struct upstream_conn *c, uint32_t ms) {
+  if (!c->fail_now)
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+static void disarm(struct upstream_conn *c) {
+  if (!c->fail_now)
+    uv_timer_stop(&c->timer);
+}
+
 /* Ends the call: detaches and parks or closes the connection, then the
- * callback. */
+ * terminal callback. */
 static void finish(struct upstream_call *call, int rc) {
   struct upstream_conn *c = call->conn;
   struct upstream_host *h = call->host;
@@ -161,8 +201,10 @@ static void finish(struct upstream_call *call, int rc) {
     c->call = NULL;
     uv_timer_stop(&c->timer);
     int reusable = rc == UPSTREAM_OK && llhttp_should_keep_alive(&c->parser) && !h->freeing &&
-                   h->n_idle < h->max_idle && c->state != UC_CLOSED;
+                   h->n_idle < h->max_idle && c->state == UC_WAITING &&
+                   (!call->body_follows || call->req_done) && !writeq_queued(&c->wq);
     if (reusable) {
+      writeq_release(&c->wq);
       uv_read_stop((uv_stream_t *)&c->tcp);
       llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
       c->state = UC_IDLE;
@@ -178,7 +220,12 @@ static void finish(struct upstream_call *call, int rc) {
       conn_close(c);
     }
   }
-  call->cb(rc, rc == UPSTREAM_OK ? &call->resp : NULL, call->arg);
+  if (!call->scb)
+    call->cb(rc, rc == UPSTREAM_OK ? &call->resp : NULL, call->arg);
+  else if (rc == UPSTREAM_OK)
+    call->scb->on_end(&call->resp, call->arg);
+  else
+    call->scb->on_error(rc, call->arg);
 }
 
 static void on_idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -271,20 +318,33 @@ static int on_headers_complete(llhttp_t *p) {
   struct upstream_call *call = CALL(p);
   if (!call || p->http_major != 1)
     return -1; /* an HTTP/1.1 client talks to HTTP/1.x servers only */
-  ((struct upstream_conn *)p->data)->in_head = 0;
+  struct upstream_conn *c = p->data;
+  c->in_head = 0;
   call->resp.status = p->status_code;
   if (p->flags & F_CONTENT_LENGTH) {
     call->resp.has_content_length = 1;
     call->resp.content_length = p->content_length;
-    if (p->content_length > call->max_body && !call->head)
-      return -1;
   }
+  if (call->scb && p->status_code >= 200 && !call->head_seen) {
+    call->head_seen = 1;
+    call->mode = call->scb->on_head(&call->resp, call->arg);
+    arm(c, call->idle_timeout_ms);
+  }
+  if (call->mode == UPSTREAM_BODY_BUFFER && call->resp.has_content_length &&
+      p->content_length > call->max_body && !call->head)
+    return -1;
   /* The answer to a HEAD has headers only, whatever they announce. */
   return call->head && p->status_code >= 200 ? 1 : 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   struct upstream_call *call = CALL(p);
+  if (call && call->mode == UPSTREAM_BODY_STREAM) {
+    call->scb->on_data(at, n, call->arg);
+    if (!call->paused)
+      arm(p->data, call->idle_timeout_ms);
+    return 0;
+  }
   if (!call || call->resp.body_len + n > call->max_body)
     return -1;
   struct upstream_response *r = &call->resp;
@@ -377,6 +437,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     c->read_start = buf->base;
     llhttp_errno_t e = llhttp_execute(&c->parser, buf->base, (size_t)nread);
+    if (c->call != call)
+      return; /* cancelled from a callback */
     int trailing = e == HPE_PAUSED && llhttp_get_error_pos(&c->parser) < buf->base + nread;
     if (e == HPE_PAUSED && call->complete) {
       if (trailing)
@@ -417,11 +479,42 @@ static void on_written(uv_write_t *req, int status) {
     return;
   }
   c->state = UC_WAITING;
+  if (call->scb && call->body_follows && !call->req_done) {
+    if (!call->head_seen)
+      disarm(c); /* the body is the caller's to bring now */
+    call->scb->on_drain(call->arg);
+  }
+}
+
+/* A queued piece of a streamed request body went out (or failed). */
+static void on_body_written(struct writeq *q, int status) {
+  struct upstream_conn *c = q->data;
+  struct upstream_call *call = c->call;
+  if (c->state == UC_CLOSED || !call)
+    return;
+  if (status < 0) {
+    int rc = !c->got_bytes && c->reused ? UPSTREAM_ESTALE : UPSTREAM_ERESET;
+    conn_close(c);
+    finish(call, rc);
+    return;
+  }
+  int more = writeq_queued(q) > 0;
+  if (call->head_seen) {
+    if (!call->paused)
+      arm(c, call->idle_timeout_ms);
+  } else if (more || call->req_done) {
+    arm(c, call->timeout_ms); /* progress: the upstream reads */
+  } else {
+    disarm(c);
+  }
+  if (!more && !call->req_done)
+    call->scb->on_drain(call->arg);
 }
 
 static void send_request(struct upstream_conn *c) {
   struct upstream_call *call = c->call;
   c->state = UC_SENDING;
+  c->wq.error = 0;
   c->got_bytes = 0;
   c->in_head = 1;
   c->prev = c->prev2 = '\0';
@@ -473,21 +566,24 @@ static struct upstream_conn *conn_new(struct upstream_host *h) {
   uv_tcp_init(h->loop, &c->tcp);
   uv_timer_init(h->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
+  writeq_init(&c->wq, (uv_stream_t *)&c->tcp, on_body_written, c);
   llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
   c->parser.data = c;
   h->open_conns++;
   return c;
 }
 
-int upstream_request(struct upstream_host *h, const char *request, size_t len, int head_request,
-                     uint32_t timeout_ms, size_t max_body, struct arena *a, upstream_done_cb cb,
-                     void *arg, struct upstream_call **out) {
+/* A new call on h for request (len bytes), in a; the rest is the caller's
+ * to fill before start(). */
+static struct upstream_call *call_new(struct upstream_host *h, const char *request, size_t len,
+                                      int head_request, uint32_t timeout_ms, size_t max_body,
+                                      struct arena *a, void *arg) {
   uv_once(&settings_once, init_settings);
   if (h->freeing)
-    return -1;
+    return NULL;
   struct upstream_call *call = arena_alloc(a, sizeof *call);
   if (!call)
-    return -1;
+    return NULL;
   memset(call, 0, sizeof *call);
   call->host = h;
   call->request = (char *)request;
@@ -496,9 +592,14 @@ int upstream_request(struct upstream_host *h, const char *request, size_t len, i
   call->timeout_ms = timeout_ms;
   call->max_body = max_body;
   call->a = a;
-  call->cb = cb;
   call->arg = arg;
   call->started = uv_now(h->loop);
+  return call;
+}
+
+/* Takes an idle connection or opens one, and sends the head. */
+static int start(struct upstream_host *h, struct upstream_call *call, uint32_t timeout_ms,
+                 struct upstream_call **out) {
   struct upstream_conn *c = h->idle;
   if (c) {
     h->idle = c->next_idle;
@@ -538,10 +639,85 @@ int upstream_request(struct upstream_host *h, const char *request, size_t len, i
   return 0;
 }
 
+int upstream_request(struct upstream_host *h, const char *request, size_t len, int head_request,
+                     uint32_t timeout_ms, size_t max_body, struct arena *a, upstream_done_cb cb,
+                     void *arg, struct upstream_call **out) {
+  struct upstream_call *call =
+      call_new(h, request, len, head_request, timeout_ms, max_body, a, arg);
+  if (!call)
+    return -1;
+  call->cb = cb;
+  return start(h, call, timeout_ms, out);
+}
+
+int upstream_stream(struct upstream_host *h, const struct upstream_stream_req *r, struct arena *a,
+                    const struct upstream_stream_cbs *cbs, void *arg, struct upstream_call **out) {
+  struct upstream_call *call =
+      call_new(h, r->head, r->len, r->head_request, r->timeout_ms, r->max_body, a, arg);
+  if (!call)
+    return -1;
+  call->scb = cbs;
+  call->body_follows = r->body_follows;
+  call->idle_timeout_ms = r->idle_timeout_ms ? r->idle_timeout_ms : r->timeout_ms;
+  return start(h, call, r->timeout_ms, out);
+}
+
+int upstream_stream_write(struct upstream_call *call, const uv_buf_t *bufs, unsigned n) {
+  struct upstream_conn *c = call->conn;
+  if (!c || c->state != UC_WAITING || c->fail_now || call->req_done)
+    return UV_EINVAL;
+  int r = writeq_write(&c->wq, bufs, n);
+  if (r < 0) {
+    c->fail_now = !c->got_bytes && c->reused ? UPSTREAM_ESTALE : UPSTREAM_ERESET;
+    uv_timer_start(&c->timer, on_timer, 0, 0);
+    return r;
+  }
+  if (r == 1 && !call->head_seen)
+    arm(c, call->timeout_ms); /* now waiting on the upstream */
+  return r;
+}
+
+void upstream_stream_end(struct upstream_call *call) {
+  struct upstream_conn *c = call->conn;
+  if (!c || call->req_done)
+    return;
+  call->req_done = 1;
+  if (!call->head_seen)
+    arm(c, call->timeout_ms);
+}
+
+void upstream_stream_pause(struct upstream_call *call) {
+  struct upstream_conn *c = call->conn;
+  if (!c || call->paused)
+    return;
+  call->paused = 1;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  if (call->head_seen && !writeq_queued(&c->wq))
+    disarm(c);
+}
+
+void upstream_stream_resume(struct upstream_call *call) {
+  struct upstream_conn *c = call->conn;
+  if (!c || !call->paused)
+    return;
+  call->paused = 0;
+  if (c->state != UC_CLOSED)
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (call->head_seen)
+    arm(c, call->idle_timeout_ms);
+}
+
 void upstream_cancel(struct upstream_call *call) {
   if (!call || !call->conn)
     return;
-  conn_close(call->conn);
+  struct upstream_conn *c = call->conn;
+  conn_close(c);
+  if (call->scb) { /* streaming: no callback after this */
+    c->call = NULL;
+    call->conn = NULL;
+    call->host->n_active--;
+    return;
+  }
   finish(call, UPSTREAM_ECANCELED);
 }
 

@@ -1,12 +1,21 @@
 /* HTTP/1.1 client to upstream hosts, with keep-alive connection pools.
  *
  * One pool per upstream host per worker thread (nginx's upstream keepalive,
- * per worker): no locks, no connection shared between loops. A call sends
- * one complete request (head + body, already serialised by the proxy) and
- * delivers one complete, validated response. Responses are parsed with
- * llhttp in strict mode, as strictly as the server parses requests: any
- * framing error (CL with TE, bad chunk sizes, ...) ends the call with
- * UPSTREAM_EPROTO and the connection is closed, never reused.
+ * per worker): no locks, no connection shared between loops. Two kinds of
+ * call share the pools and the parser:
+ *
+ *   upstream_request()  sends one complete request (head + body, already
+ *                       serialised) and delivers one complete, validated
+ *                       response (body buffered in the caller's arena);
+ *   upstream_stream()   sends the head, then body pieces with
+ *                       backpressure, and delivers the response head, then
+ *                       body pieces as they arrive (pause/resume reading),
+ *                       or the whole body when the caller asks for it.
+ *
+ * Responses are parsed with llhttp in strict mode, as strictly as the
+ * server parses requests: any framing error (CL with TE, bad chunk sizes,
+ * ...), even mid-body, ends the call with UPSTREAM_EPROTO and the
+ * connection is closed, never reused; so is a body cut short.
  *
  * Result codes tell the retry logic what happened:
  *   UPSTREAM_ECONNECT  could not connect (nothing sent: always safe to retry)
@@ -75,8 +84,60 @@ int upstream_request(struct upstream_host *h, const char *request, size_t len, i
                      uint32_t timeout_ms, size_t max_body, struct arena *a, upstream_done_cb cb,
                      void *arg, struct upstream_call **out);
 
-/* Abandons a call: its callback fires with UPSTREAM_ECANCELED (later, on the
- * loop) and its connection is closed. */
+/* ---- streaming calls ---------------------------------------------------- */
+
+/* What on_head returns: how the body of this response is delivered. */
+enum upstream_body_mode {
+  UPSTREAM_BODY_BUFFER = 0, /* whole, in resp at on_end (up to max_body, else EPROTO) */
+  UPSTREAM_BODY_STREAM      /* piece by piece through on_data */
+};
+
+struct upstream_stream_cbs {
+  /* The final response head (interim 1xx answers are skipped); resp's
+   * headers live in the caller's arena. Returns an upstream_body_mode. */
+  int (*on_head)(struct upstream_response *resp, void *arg);
+  /* A piece of the body (STREAM mode); valid during the call only. Pieces
+   * of a read already under way still come after upstream_stream_pause(). */
+  void (*on_data)(const char *data, size_t len, void *arg);
+  /* Every request byte written so far is on the socket: write more. Fires
+   * first when the head is written (only when body_follows). */
+  void (*on_drain)(void *arg);
+  /* Terminal, exactly one of the two, once, from the loop (never inside an
+   * upstream_* call): the complete response (BUFFER mode: with its body),
+   * or a failure (rc < 0, as above; after on_head too: a framing error,
+   * a reset, an idle timeout or a truncated body mid-stream). */
+  void (*on_end)(struct upstream_response *resp, void *arg);
+  void (*on_error)(int rc, void *arg);
+};
+
+struct upstream_stream_req {
+  const char *head;     /* request line and headers (and the whole body when */
+  size_t len;           /* none follows); valid until the call ends */
+  int head_request;     /* the request is HEAD */
+  int body_follows;     /* a body is written with upstream_stream_write() */
+  uint32_t timeout_ms;  /* until the response head; see "Timeouts" in upstream.c */
+  uint32_t idle_timeout_ms; /* between pieces once the head is in */
+  size_t max_body;      /* cap of a BUFFER-mode body */
+};
+
+/* Starts a streaming call on h (data in a, callbacks with arg; cbs must
+ * outlive the call). *out receives the call. Returns 0, or < 0 when it
+ * could not be queued (no callback then). */
+int upstream_stream(struct upstream_host *h, const struct upstream_stream_req *r, struct arena *a,
+                    const struct upstream_stream_cbs *cbs, void *arg, struct upstream_call **out);
+/* Writes a piece of the request body, after the first on_drain. Returns 0
+ * (on the socket), 1 (queued: wait for on_drain) or < 0 (the connection
+ * failed: on_error follows). */
+int upstream_stream_write(struct upstream_call *call, const uv_buf_t *bufs, unsigned n);
+/* The request body is complete (the caller wrote any terminating chunk):
+ * the per-try timeout now runs until the response head. */
+void upstream_stream_end(struct upstream_call *call);
+/* Stops / restarts reading the response (backpressure from the client). */
+void upstream_stream_pause(struct upstream_call *call);
+void upstream_stream_resume(struct upstream_call *call);
+
+/* Abandons a call and closes its connection. A buffered call's callback
+ * fires with UPSTREAM_ECANCELED; a streaming call's never fire again. */
 void upstream_cancel(struct upstream_call *call);
 
 const char *upstream_result_name(int rc);

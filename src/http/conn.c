@@ -4,18 +4,34 @@
  *
  *                 first byte              headers complete
  *   accept -> IDLE ---------> HEAD --------------------------> BODY
- *              ^                                                | message complete
- *              |  response written, keep-alive                  v
- *              +------------------- WRITING <---------------- HANDLING
- *                                     | Connection: close / error
- *                                     v
- *                                   LINGER --EOF or 2 s--> CLOSED
+ *              ^                 | headers complete,             | message complete
+ *              |                 | body to stream                v
+ *              |                 +------> STREAM --message-----> HANDLING
+ *              |                           complete                 |
+ *              |  response written, keep-alive                      v
+ *              +---------------------- WRITING <--------------------+
+ *                                        | Connection: close / error, or
+ *                                        | answered before the body was read
+ *                                        v
+ *                                      LINGER --EOF or 2 s--> CLOSED
  *
  * - feed() runs llhttp over received bytes. on_message_complete pauses the
  *   parser, so exactly one request is with its handler at a time and
  *   pipelined responses go out in request order. Bytes after the paused
  *   request are copied to c->pending and parsed once the response is out.
  * - While HANDLING or WRITING the connection does not read (backpressure).
+ * - Streaming routes (router_add_streaming): on_headers_complete looks the
+ *   route up; a request whose body is chunked, expected (100-continue) or
+ *   over HTTP_STREAM_BUFFERED_MAX pauses the parser there and goes to its
+ *   handler in STREAM. The body is parsed only while the handler wants it
+ *   (http_body_start/pause/resume); what was read ahead waits in
+ *   c->pending and is fed from conn_kicks() at the end of the loop turn, so
+ *   on_body never fires inside the handler's own call. A body error (bad
+ *   chunk, too large, timeout) or a lost client reaches the handler as
+ *   on_error; it ends the exchange with http_abort().
+ * - The handler's final call (http_respond, http_stream_end, http_abort)
+ *   sets ex.handler_done. A connection closed before that becomes a zombie:
+ *   its memory lives until the final call frees it.
  * - Timeouts: each state that waits on the client sits in one of the
  *   worker's conn_lists (idle, head, body, linger); conn_sweep() closes or
  *   answers 408 for the ones past their deadline. A connection that never
@@ -37,6 +53,14 @@
 #include "observe/trace.h"
 
 #define LINGER_MAX_BYTES (1u << 20)
+#define ROUTE_BAD_TARGET 1 /* look_up_route(): the request-target is malformed */
+
+/* Why a parser callback paused llhttp (c->pause). */
+enum pause_reason {
+  PAUSE_MESSAGE = 0, /* a request is complete */
+  PAUSE_HEADERS,     /* the headers are: the handler gets it, its body streams */
+  PAUSE_STOP         /* the handler ended the exchange from on_body */
+};
 
 static llhttp_settings_t parser_settings;
 static uv_once_t settings_once = UV_ONCE_INIT;
@@ -44,6 +68,7 @@ static uv_once_t settings_once = UV_ONCE_INIT;
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void feed(struct conn *c, const char *data, size_t len);
+static int look_up_route(struct conn *c);
 
 /* ---- timeout lists ------------------------------------------------------ */
 
@@ -81,6 +106,7 @@ void conn_list_append(struct conn_list *l, struct conn *c, uint64_t now) {
 void conn_free(struct conn *c) {
   if (c->ex.in_flight)
     metrics_in_flight_add(c->w->shard, -1);
+  writeq_release(&c->wq);
   arena_free(&c->arena);
   free(c->pending);
   free(c->wbuf);
@@ -92,21 +118,35 @@ static void on_closed(uv_handle_t *h) {
   struct worker *w = c->w;
   __atomic_sub_fetch(&metrics_server.connections_open, 1, __ATOMIC_RELAXED);
   w->n_conns--;
-  /* An asynchronous handler still holds the exchange: the connection's
-   * memory lives on until that handler answers (http_respond frees it). */
-  if (c->awaiting_handler)
+  /* A handler still holds the exchange: the connection's memory lives on
+   * until its final call (which frees it); a streaming handler hears of
+   * the loss now. Nothing may touch c after response_fire_error(). */
+  if (c->ex.dispatched && !c->ex.handler_done) {
     c->zombie = 1;
-  else
+    response_fire_error(c, STRATA_ECLIENT_CLOSED);
+  } else {
     conn_free(c);
+  }
   worker_maybe_finish(w);
+}
+
+static void kick_remove(struct conn *c) {
+  if (!c->kicked)
+    return;
+  for (struct conn **p = &c->w->kick; *p; p = &(*p)->kick_next)
+    if (*p == c) {
+      *p = c->kick_next;
+      break;
+    }
+  c->kicked = 0;
 }
 
 void conn_close(struct conn *c) {
   if (c->state == CS_CLOSED)
     return;
-  c->awaiting_handler = c->state == CS_HANDLING && c->ex.dispatched && !c->ex.responded;
   c->state = CS_CLOSED;
   conn_list_remove(c);
+  kick_remove(c);
   uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
@@ -148,8 +188,30 @@ static void linger_close(struct conn *c) {
   start_reading(c);
 }
 
+/* 1 when received bytes may be parsed now. */
+static int parsing(const struct conn *c) {
+  return c->state == CS_IDLE || c->state == CS_HEAD || c->state == CS_BODY ||
+         (c->state == CS_STREAM && c->ex.body_started);
+}
+
+/* Parses the bytes read ahead (c->pending), then reads the socket again if
+ * parsing goes on. feed() keeps its own copy of whatever it cannot parse
+ * yet, so it gets the buffer, which is freed after. */
+static void feed_pending(struct conn *c) {
+  char *p = c->pending;
+  size_t n = c->pending_len;
+  c->pending = NULL;
+  c->pending_len = 0;
+  feed(c, p, n);
+  free(p);
+  if (parsing(c) && !c->ex.body_paused)
+    start_reading(c);
+}
+
 static void exchange_reset(struct conn *c) {
   struct http_exchange *ex = &c->ex;
+  writeq_release(&c->wq); /* a streamed answer's buffers: not kept while idle */
+  c->pause = 0;
   arena_reset(&c->arena);
   memset(ex, 0, offsetof(struct http_exchange, request_id_buf));
   ex->conn = c;
@@ -176,16 +238,7 @@ void conn_after_response(struct conn *c) {
   }
   c->state = CS_IDLE;
   if (c->pending_len) {
-    /* The next pipelined request is already here. feed() keeps its own copy
-     * of whatever it cannot parse yet, so hand it the buffer and free it. */
-    char *p = c->pending;
-    size_t n = c->pending_len;
-    c->pending = NULL;
-    c->pending_len = 0;
-    feed(c, p, n);
-    free(p);
-    if (c->state == CS_IDLE || c->state == CS_HEAD || c->state == CS_BODY)
-      start_reading(c);
+    feed_pending(c); /* the next pipelined request is already here */
     return;
   }
   if (c->peer_eof) {
@@ -257,6 +310,7 @@ static struct conn *conn_new(struct worker *w, uint64_t *open) {
   c->w = w;
   c->router = w->server->router;
   c->tcp.data = c; /* marks the handle as a connection (server.c) */
+  writeq_init(&c->wq, (uv_stream_t *)&c->tcp, response_on_written, c);
   w->n_conns++;
   __atomic_add_fetch(&metrics_server.connections_total, 1, __ATOMIC_RELAXED);
   *open = __atomic_add_fetch(&metrics_server.connections_open, 1, __ATOMIC_RELAXED);
@@ -325,7 +379,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     c->peer_eof = 1;
     stop_reading(c);
-    if (c->state == CS_HEAD || c->state == CS_BODY) {
+    if (c->state == CS_HEAD || c->state == CS_BODY || c->state == CS_STREAM) {
       /* The client gave up mid-request; nobody is left to read an answer. */
       conn_close(c);
     }
@@ -554,8 +608,16 @@ static int on_headers_complete(llhttp_t *p) {
     return fail(c, STRATA_ENOT_IMPLEMENTED, "Only the chunked transfer coding is supported.");
   ex->keep_alive = llhttp_should_keep_alive(p);
   ex->head = p->method == HTTP_HEAD;
-  int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
-  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > lim->max_body_bytes)
+  int chunked = (p->flags & F_CHUNKED) != 0;
+  int has_body = chunked || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  ex->content_length = chunked ? -1 : (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : 0;
+  ex->body_limit = lim->max_body_bytes;
+  int stream = 0;
+  if (has_body && router_streams(c->router) && look_up_route(c) == 0 && ex->route.streaming) {
+    ex->body_limit = ex->route.max_body;
+    stream = chunked || ex->expect_continue || p->content_length > HTTP_STREAM_BUFFERED_MAX;
+  }
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > ex->body_limit)
     return fail(c, STRATA_EPAYLOAD_TOO_LARGE, NULL);
   if (!ex->req.request_id) {
     char *id = ex->request_id_buf;
@@ -575,6 +637,13 @@ static int on_headers_complete(llhttp_t *p) {
     ex->req.request_id = id;
     ex->req.request_id_len = n;
   }
+  if (stream) {
+    /* The handler gets the request now; 100 Continue waits for it to
+     * read the body (http_body_start). */
+    ex->stream_body = 1;
+    c->pause = PAUSE_HEADERS;
+    return HPE_PAUSED;
+  }
   if (ex->expect_continue && has_body && p->http_minor == 1) {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
@@ -589,8 +658,22 @@ static int on_headers_complete(llhttp_t *p) {
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   struct conn *c = CONN(p);
   struct worker *w = c->w;
-  if (c->body_len + n > w->server->cfg.http.max_body_bytes)
+  struct http_exchange *ex = &c->ex;
+  if (ex->body_seen + n > ex->body_limit)
     return fail(c, STRATA_EPAYLOAD_TOO_LARGE, NULL);
+  ex->body_seen += n;
+  if (ex->stream_body) {
+    conn_deadline(c, 1);
+    if (!ex->handler_done && ex->cbs && ex->cbs->on_body)
+      ex->cbs->on_body(ex, at, n, ex->cbs_arg);
+    if (c->state != CS_STREAM) {
+      /* the handler answered meanwhile: nothing more is parsed (and ex
+       * may already belong to the next request: only c is looked at) */
+      c->pause = PAUSE_STOP;
+      return HPE_PAUSED;
+    }
+    return 0;
+  }
   if (c->body_len + n + 1 > c->body_cap) {
     size_t cap = c->body_cap ? c->body_cap * 2 : 1024;
     while (cap < c->body_len + n + 1)
@@ -610,7 +693,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
 }
 
 static int on_message_complete(llhttp_t *p) {
-  (void)p;
+  CONN(p)->pause = PAUSE_MESSAGE;
   return HPE_PAUSED; /* one request at a time; see the notes above */
 }
 
@@ -683,27 +766,41 @@ static int split_target(struct conn *c) {
   return 0;
 }
 
+/* The route of the request, looked up once: at headers-complete when the
+ * router has streaming routes and a body comes, else at dispatch. Returns
+ * router_match()'s result or ROUTE_BAD_TARGET. */
+static int look_up_route(struct conn *c) {
+  struct http_exchange *ex = &c->ex;
+  struct http_request *req = &ex->req;
+  if (ex->matched)
+    return ex->route_rc;
+  ex->matched = 1;
+  req->method = llhttp_method_name((llhttp_method_t)c->parser.method);
+  req->method_len = strlen(req->method);
+  if (split_target(c) != 0)
+    return ex->route_rc = ROUTE_BAD_TARGET;
+  return ex->route_rc = router_match(c->router, req->method, req->method_len, req->path,
+                                     req->path_len, &ex->route);
+}
+
 static void dispatch(struct conn *c) {
   struct worker *w = c->w;
   struct http_exchange *ex = &c->ex;
   struct http_request *req = &ex->req;
   conn_list_remove(c);
-  c->state = CS_HANDLING;
+  c->state = ex->stream_body ? CS_STREAM : CS_HANDLING;
   if (c->parser.method == HTTP_CONNECT)
     c->close_after = 1; /* what follows would be tunnel bytes, never a request */
-  req->method = llhttp_method_name((llhttp_method_t)c->parser.method);
-  req->method_len = strlen(req->method);
+  int rc = look_up_route(c);
   ex->mmethod = metrics_method_of(req->method, req->method_len);
   if (c->body) {
     req->body = c->body;
     req->body_len = c->body_len;
   }
-  if (split_target(c) != 0) {
+  if (rc == ROUTE_BAD_TARGET) {
     http_respond_error(ex, STRATA_EBAD_REQUEST, "Malformed request target.", NULL);
     return;
   }
-  int rc = router_match(c->router, req->method, req->method_len, req->path,
-                        req->path_len, &ex->route);
   if (rc == STRATA_EMETHOD_NOT_ALLOWED) {
     http_add_header(ex, "Allow", ex->route.allow);
     http_respond_error(ex, rc, NULL, NULL);
@@ -742,9 +839,34 @@ static int parse_error_status(struct conn *c, llhttp_errno_t e, const char **mes
   }
 }
 
+/* The streamed body is complete: the handler hears on_body_end. */
+static void body_end(struct conn *c) {
+  struct http_exchange *ex = &c->ex;
+  ex->body_complete = 1;
+  if (c->state != CS_STREAM)
+    return;
+  c->state = CS_HANDLING;
+  conn_deadline(c, 0);
+  if (!ex->handler_done && ex->cbs && ex->cbs->on_body_end)
+    ex->cbs->on_body_end(ex, ex->cbs_arg);
+}
+
+/* The streamed body failed (err): nothing more is read, the connection
+ * closes after the answer, and the handler hears on_error. */
+static void body_failed(struct conn *c, int err) {
+  c->close_after = 1;
+  stop_reading(c);
+  c->state = CS_HANDLING;
+  conn_list_remove(c);
+  conn_deadline(c, 1);
+  response_fire_error(c, err);
+}
+
 static void feed(struct conn *c, const char *data, size_t len) {
   while (len > 0) {
-    if (c->state != CS_IDLE && c->state != CS_HEAD && c->state != CS_BODY) {
+    if (c->state == CS_LINGER || c->state == CS_CLOSED)
+      return; /* an answer ended the exchange meanwhile: the rest is discarded */
+    if (!parsing(c)) {
       keep_pending(c, data, len);
       stop_reading(c);
       return;
@@ -777,12 +899,21 @@ static void feed(struct conn *c, const char *data, size_t len) {
       data += used;
       len -= used;
       llhttp_resume(&c->parser);
-      dispatch(c); /* may answer at once and come back to CS_IDLE */
+      unsigned why = c->pause;
+      c->pause = PAUSE_MESSAGE;
+      if (why == PAUSE_HEADERS || (why == PAUSE_MESSAGE && !c->ex.stream_body))
+        dispatch(c); /* may answer at once and come back to CS_IDLE */
+      else if (why == PAUSE_MESSAGE)
+        body_end(c);
       continue;
     }
     const char *message;
     int err = parse_error_status(c, e, &message);
     c->ex.bytes_in += len;
+    if (c->state == CS_STREAM) {
+      body_failed(c, err);
+      return;
+    }
     conn_list_remove(c);
     c->state = CS_HANDLING;
     c->close_after = 1;
@@ -812,8 +943,12 @@ static void on_head_timeout(struct conn *c) {
 }
 
 static void on_body_timeout(struct conn *c) {
-  if (c->state == CS_WRITING) {
+  if (c->state == CS_WRITING || writeq_queued(&c->wq)) {
     conn_close(c); /* the client stopped reading our response */
+    return;
+  }
+  if (c->state == CS_STREAM) {
+    body_failed(c, STRATA_EREQUEST_TIMEOUT);
     return;
   }
   on_head_timeout(c);
@@ -824,4 +959,100 @@ void conn_sweep(struct worker *w, uint64_t now) {
   expire(&w->head, now, on_head_timeout);
   expire(&w->body, now, on_body_timeout);
   expire(&w->linger, now, conn_close);
+}
+
+/* ---- streaming request bodies (http.h, "Streaming") --------------------- */
+
+void conn_deadline(struct conn *c, int progress) {
+  struct worker *w = c->w;
+  if (c->state == CS_CLOSED || c->state == CS_LINGER)
+    return;
+  int waiting = writeq_queued(&c->wq) > 0 ||
+                (c->state == CS_STREAM && c->ex.body_started && !c->ex.body_paused);
+  if (!waiting) {
+    if (c->list == &w->body)
+      conn_list_remove(c);
+  } else if (progress || c->list != &w->body) {
+    conn_list_append(&w->body, c, uv_now(&w->loop));
+  }
+}
+
+void conn_kick(struct conn *c) {
+  if (c->kicked || c->state == CS_CLOSED)
+    return;
+  c->kicked = 1;
+  c->kick_next = c->w->kick;
+  c->w->kick = c;
+}
+
+void conn_kicks(struct worker *w) {
+  while (w->kick) {
+    struct conn *c = w->kick;
+    w->kick = c->kick_next;
+    c->kicked = 0;
+    response_uncork(c);
+    if (c->state == CS_STREAM && c->ex.body_started && c->pending_len)
+      feed_pending(c);
+  }
+}
+
+/* Reads on: bytes read ahead first (from the kick, not from inside the
+ * handler's call), then the socket. */
+static void resume_reading(struct conn *c) {
+  if (c->pending_len)
+    conn_kick(c);
+  else
+    start_reading(c);
+  conn_deadline(c, 1);
+}
+
+void http_stream_attach(struct http_exchange *ex, const struct http_stream_cbs *cbs, void *arg) {
+  ex->cbs = cbs;
+  ex->cbs_arg = arg;
+}
+
+int http_body_streaming(const struct http_exchange *ex) { return ex->stream_body; }
+int64_t http_body_length(const struct http_exchange *ex) { return ex->content_length; }
+
+int http_body_start(struct http_exchange *ex) {
+  struct conn *c = ex->conn;
+  if (!ex->stream_body || ex->body_started || ex->handler_done || c->state != CS_STREAM)
+    return -1;
+  ex->body_started = 1;
+  if (ex->expect_continue && ex->req.version_minor == 1 && !ex->responded) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
+    if (writeq_write(&c->wq, &b, 1) < 0) {
+      conn_close(c); /* on_error follows */
+      return 0;
+    }
+  }
+  resume_reading(c);
+  return 0;
+}
+
+void conn_end_body(struct conn *c) {
+  if (c->state != CS_STREAM)
+    return;
+  c->close_after = 1; /* what is left of the body is never read */
+  c->state = CS_HANDLING;
+  stop_reading(c);
+  conn_list_remove(c);
+}
+
+void http_body_pause(struct http_exchange *ex) {
+  struct conn *c = ex->conn;
+  if (c->state != CS_STREAM || !ex->body_started || ex->body_paused)
+    return;
+  ex->body_paused = 1;
+  stop_reading(c);
+  conn_deadline(c, 0);
+}
+
+void http_body_resume(struct http_exchange *ex) {
+  struct conn *c = ex->conn;
+  if (c->state != CS_STREAM || !ex->body_paused)
+    return;
+  ex->body_paused = 0;
+  resume_reading(c);
 }

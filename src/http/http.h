@@ -9,7 +9,11 @@
  * current one is answered.
  *
  * Everything reachable from struct http_request lives in the exchange's arena
- * and is released when the response has been written. */
+ * and is released when the response has been written.
+ *
+ * Handlers of streaming routes (router_add_streaming()) may instead read
+ * the body piece by piece and answer piece by piece: see "Streaming" at the
+ * end of this file. */
 #ifndef STRATA_HTTP_HTTP_H
 #define STRATA_HTTP_HTTP_H
 
@@ -20,6 +24,11 @@
 #include "observe/trace.h"
 
 #define HTTP_MAX_PARAMS 8
+
+/* A streaming route gets declared bodies up to this size whole, in
+ * req->body (without Expect: 100-continue); larger, chunked or expected
+ * ones are read with http_body_start(). */
+#define HTTP_STREAM_BUFFERED_MAX (64u * 1024u)
 
 struct http_header {
   const char *name; /* as received; compare case-insensitively */
@@ -138,5 +147,91 @@ void http_set_head_length(struct http_exchange *ex, uint64_t n);
 
 /* Settings of the server the exchange arrived on (limits, for body checks). */
 const struct http_limits *http_limits_of(struct http_exchange *ex);
+
+/* ---- Streaming ------------------------------------------------------------
+ *
+ * For handlers of routes added with router_add_streaming(), and for any
+ * handler that answers with a body it does not hold whole.
+ *
+ * Request body: when http_body_streaming() says so, the handler got the
+ * request at headers-complete and the body is still on the socket. It
+ * calls http_body_start() when it wants it (an `Expect: 100-continue` is
+ * answered then, so a request refused before never has its body sent);
+ * on_body then delivers pieces and on_body_end the end. http_body_pause()
+ * stops reading the socket (pieces already read, at most one read of 64
+ * KiB, are still delivered), http_body_resume() reads again. The body
+ * timeout (http.body_timeout) applies while the handler reads.
+ *
+ * Response: http_stream_start() fixes the status and headers (handler
+ * headers from http_add_header()), with a Content-Length when the length
+ * is known, else chunked (close-delimited for an HTTP/1.0 client); HEAD
+ * and bodiless statuses send no body whatever is written. The head leaves
+ * with the first piece, or at the end of the loop turn. http_stream_write()
+ * sends a piece; when it returns 1 the bytes are queued and the handler
+ * should wait for on_drain before writing more. http_stream_end() finishes
+ * (the terminating chunk); http_abort() gives up: an error answer when no
+ * status was sent yet, otherwise the connection is closed so the client
+ * sees a truncated response, never a complete one.
+ *
+ * An answer that completes before the request body was read whole closes
+ * the connection after it (lingering close). on_error tells the handler
+ * that the exchange cannot complete on the client's side: the client
+ * closed or reset the connection (STRATA_ECLIENT_CLOSED), stopped reading
+ * the response, or its body failed (STRATA_EBAD_REQUEST for bad chunked
+ * framing, STRATA_EPAYLOAD_TOO_LARGE past the route's cap,
+ * STRATA_EREQUEST_TIMEOUT). The handler then releases what it holds and
+ * calls http_abort(ex, err); nothing fires after on_error.
+ *
+ * Every callback fires from the worker's loop, never from inside the
+ * http_* call that caused it. The handler's final call is exactly one of
+ * http_respond*(), http_stream_end() or http_abort(); the exchange (and
+ * its arena) may be gone when that call returns. */
+
+struct http_stream_cbs {
+  /* A piece of the request body; data is valid during the call only. */
+  void (*on_body)(struct http_exchange *ex, const char *data, size_t len, void *arg);
+  /* The request body is complete (after the last on_body). */
+  void (*on_body_end)(struct http_exchange *ex, void *arg);
+  /* What http_stream_write() had to queue has been written. */
+  void (*on_drain)(struct http_exchange *ex, void *arg);
+  /* The client side failed; err as above. */
+  void (*on_error)(struct http_exchange *ex, int err, void *arg);
+};
+
+/* Sets the callbacks (cbs must outlive the exchange; any member may be
+ * NULL) and their argument. */
+void http_stream_attach(struct http_exchange *ex, const struct http_stream_cbs *cbs, void *arg);
+
+/* 1 when the request body is still to be read with http_body_start(). */
+int http_body_streaming(const struct http_exchange *ex);
+/* The declared Content-Length, or -1 for a chunked body. */
+int64_t http_body_length(const struct http_exchange *ex);
+/* Starts reading the body (callbacks attached first). Returns 0, or -1
+ * when there is no body to stream or it was started already. */
+int http_body_start(struct http_exchange *ex);
+void http_body_pause(struct http_exchange *ex);
+void http_body_resume(struct http_exchange *ex);
+
+/* Starts the answer: length >= 0 is the Content-Length, -1 unknown.
+ * content_type may be NULL (or given with http_add_header()). Returns 0,
+ * or -1 when the client is gone or an answer was started already. */
+int http_stream_start(struct http_exchange *ex, int status, const char *content_type,
+                      int64_t length);
+/* Sends len bytes of the body (copied when the socket cannot take them
+ * now). Returns 0 (sent), 1 (queued: wait for on_drain) or -1 (the client
+ * is gone: on_error follows). Bytes past a declared length are dropped. */
+int http_stream_write(struct http_exchange *ex, const void *data, size_t len);
+/* Takes back an answer begun with http_stream_start() of which nothing has
+ * left yet (its head is still corked, no piece written): the exchange is
+ * again without an answer, and the headers added after mark (from
+ * http_headers_mark()) are dropped. Returns 0, or -1 when bytes went out. */
+int http_stream_retract(struct http_exchange *ex, size_t mark);
+/* Where the handler-added response headers end now, for http_stream_retract(). */
+size_t http_headers_mark(const struct http_exchange *ex);
+/* Finishes the answer (fewer bytes than declared: as http_abort()). */
+void http_stream_end(struct http_exchange *ex);
+/* Ends the exchange after a failure: answers err (a JSON error, then the
+ * connection closes) when no answer was started, else cuts the connection. */
+void http_abort(struct http_exchange *ex, int err);
 
 #endif

@@ -12,6 +12,7 @@
 #include "http/http.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "http/writeq.h"
 #include "observe/metrics.h"
 
 struct conn;
@@ -29,7 +30,8 @@ enum conn_state {
   CS_IDLE = 0,  /* between requests: waiting for a first byte */
   CS_HEAD,      /* reading the request line and headers */
   CS_BODY,      /* reading the body */
-  CS_HANDLING,  /* the handler has the request; no response yet */
+  CS_STREAM,    /* the handler has the request; its body is still arriving */
+  CS_HANDLING,  /* the handler has the request, read whole; its answer is not done */
   CS_WRITING,   /* the response is queued in a uv_write */
   CS_LINGER,    /* response sent, write side shut: discarding input until EOF */
   CS_CLOSED     /* uv_close called */
@@ -63,6 +65,27 @@ struct http_exchange {
   int metrics_route;
   enum metrics_method mmethod;
   const void *filter_data; /* what the server's filter left for the handler */
+  /* streaming routes and streamed answers (http.h, "Streaming") */
+  int matched;             /* the route was looked up at headers-complete ... */
+  int route_rc;            /* ... with this result */
+  uint64_t body_limit;     /* body bytes allowed: http.max_body or the route's */
+  uint64_t body_seen;      /* body bytes parsed */
+  int64_t content_length;  /* declared, or -1 (chunked) */
+  int stream_body;         /* dispatched at headers-complete; body read by http_body_start */
+  int body_started;
+  int body_paused;
+  int body_complete;       /* the whole request has been parsed */
+  int handler_done;        /* the handler made its final call */
+  int error_fired;         /* on_error ran */
+  int drain_wanted;        /* http_stream_write() returned 1 */
+  int stream_resp;         /* http_stream_start() was called */
+  int resp_chunked;
+  int resp_discard;        /* HEAD or a bodiless status: pieces are not sent */
+  int64_t resp_left;       /* declared length still owed, or -1 */
+  const char *corked;      /* the answer's head, not written yet (in the arena) */
+  size_t corked_len;
+  const struct http_stream_cbs *cbs;
+  void *cbs_arg;
   char request_id_buf[40]; /* a generated id */
 };
 
@@ -105,8 +128,11 @@ struct conn {
   unsigned peer_eof : 1;     /* the client closed its side */
   unsigned reading : 1;      /* uv_read_start is active */
   unsigned refused : 1;      /* over max_connections: answered 503 */
-  unsigned awaiting_handler : 1; /* closed while an async handler holds the exchange */
-  unsigned zombie : 1;       /* closed; freed when that handler answers */
+  unsigned zombie : 1;       /* closed while a handler held the exchange; freed by its final call */
+  unsigned kicked : 1;       /* in the worker's kick list */
+  unsigned pause : 2;        /* why a parser callback paused llhttp (enum in conn.c) */
+  struct writeq wq;          /* streamed answers and 100 Continue */
+  struct conn *kick_next;
   char remote[64];
 };
 
@@ -124,6 +150,7 @@ struct worker {
   struct strbuf log;         /* access lines of this loop turn */
   struct strbuf err_body;    /* JSON error bodies, reused */
   struct conn_list idle, head, body, linger;
+  struct conn *kick;         /* connections with work for the end of this loop turn */
   char date_line[64];        /* "Date: Fri, 27 Nov 2026 23:59:01 GMT\r\n" */
   size_t date_len;
   time_t date_sec;
@@ -172,6 +199,19 @@ void conn_sweep(struct worker *w, uint64_t now);
 void conn_list_remove(struct conn *c);
 void conn_list_append(struct conn_list *l, struct conn *c, uint64_t now);
 void conn_after_response(struct conn *c);
+/* Keeps c on the worker's body list (its deadline for the client) while
+ * it waits on the client: a streaming handler reads the body, or a
+ * streamed answer waits in the write queue. progress restarts it. */
+void conn_deadline(struct conn *c, int progress);
+/* The handler's final answer while the request body still streams in: the
+ * rest of the body is not read and the connection closes after the answer. */
+void conn_end_body(struct conn *c);
+/* Queues c for conn_kicks() (once). */
+void conn_kick(struct conn *c);
+/* Runs the queued kicks: body bytes read ahead are parsed for a handler
+ * that (re)started reading, a corked answer head is written. Called by the
+ * worker's prepare handle, once per loop turn. */
+void conn_kicks(struct worker *w);
 
 /* server.c: a server without listeners and one worker set up on the calling
  * thread's side (not started), for the fuzz target and unit tests. */
@@ -184,6 +224,14 @@ void worker_maybe_finish(struct worker *w);
 
 /* response.c */
 void response_send_raw_error(struct conn *c, int err, const char *message);
+/* The writeq callback of a connection. */
+void response_on_written(struct writeq *q, int status);
+/* Writes the corked head of a streamed answer, if any. */
+void response_uncork(struct conn *c);
+/* Fires the handler's on_error once (the handler still holds the exchange). */
+void response_fire_error(struct conn *c, int err);
+/* The access line and request metrics of c's exchange, once. */
+void response_account(struct conn *c);
 void worker_update_date(struct worker *w);
 
 #endif

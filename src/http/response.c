@@ -3,7 +3,13 @@
  * A response is built in the worker's scratch buffer and handed to
  * uv_try_write(); only when the socket cannot take all of it is the rest
  * copied to the connection and written asynchronously. The access log line
- * and the metrics are recorded here, once per response. */
+ * and the metrics are recorded here, once per response.
+ *
+ * A streamed answer (http_stream_*) keeps its head in the exchange's arena
+ * ("corked") until the first piece, so a small answer still leaves in one
+ * writev; the pieces go through the connection's write queue (writeq.h),
+ * which copies only what the socket does not take and tells the handler
+ * to wait (on_drain) when it had to. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -38,6 +44,7 @@ static const char *reason_phrase(int status) {
   case 422: return "Unprocessable Content";
   case 429: return "Too Many Requests";
   case 431: return "Request Header Fields Too Large";
+  case 499: return "Client Closed Request";
   case 500: return "Internal Server Error";
   case 501: return "Not Implemented";
   case 502: return "Bad Gateway";
@@ -322,37 +329,35 @@ static void access_log(struct conn *c, uint64_t dur_ns) {
     log_flush(sb);
 }
 
-void http_respond(struct http_exchange *ex, int status, const char *content_type,
-                  const void *body, size_t len) {
-  struct conn *c = ex->conn;
-  struct worker *w = c->w;
-  if (c->zombie) {
-    conn_free(c); /* the client left while the handler worked */
-    return;
-  }
-  if (ex->responded || c->state == CS_CLOSED)
-    return;
-  ex->responded = 1;
-  ex->status = status;
-  if (!ex->keep_alive || w->draining || c->peer_eof)
-    c->close_after = 1;
+/* How a client finds the end of an answer's body. */
+enum framing {
+  FRAME_LENGTH = 0, /* Content-Length */
+  FRAME_CHUNKED,    /* Transfer-Encoding: chunked */
+  FRAME_NONE        /* no body (bodiless status, HEAD of unknown length) or close-delimited */
+};
 
-  struct strbuf *sb = &w->out;
-  strbuf_clear(sb);
+static int bodyless_status(int status) { return status < 200 || status == 204 || status == 304; }
+
+/* The status line and header section of c's answer, into sb. */
+static void put_head(struct conn *c, struct strbuf *sb, int status, const char *content_type,
+                     enum framing framing, uint64_t len) {
+  struct worker *w = c->w;
+  struct http_exchange *ex = &c->ex;
   put_status_line(sb, status);
   strbuf_append(sb, w->date_line, w->date_len);
-  int bodyless = status < 200 || status == 204 || status == 304;
-  if (content_type && !bodyless) {
+  if (content_type && !bodyless_status(status)) {
     strbuf_append(sb, "Content-Type: ", 14);
     strbuf_puts(sb, content_type);
     strbuf_append(sb, "\r\n", 2);
   }
-  if (!bodyless) {
+  if (framing == FRAME_LENGTH) {
     char num[24];
-    size_t nl = u64_to_dec(num, ex->head && ex->head_length_set ? ex->head_length : len);
+    size_t nl = u64_to_dec(num, len);
     strbuf_append(sb, "Content-Length: ", 16);
     strbuf_append(sb, num, nl);
     strbuf_append(sb, "\r\n", 2);
+  } else if (framing == FRAME_CHUNKED) {
+    strbuf_append(sb, "Transfer-Encoding: chunked\r\n", 28);
   }
   if (ex->req.request_id) {
     strbuf_append(sb, "X-Request-Id: ", 14);
@@ -366,6 +371,49 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
   if (ex->extra_headers.len)
     strbuf_append(sb, ex->extra_headers.data, ex->extra_headers.len);
   strbuf_append(sb, "\r\n", 2);
+}
+
+void response_account(struct conn *c) {
+  struct worker *w = c->w;
+  struct http_exchange *ex = &c->ex;
+  if (!ex->status)
+    ex->status = 499; /* no answer went out: the client left first (nginx's code) */
+  uint64_t dur = ex->start_ns ? uv_hrtime() - ex->start_ns : 0;
+  if (ex->in_flight) {
+    metrics_in_flight_add(w->shard, -1);
+    ex->in_flight = 0;
+  }
+  metrics_observe_request(w->shard, ex->metrics_route, ex->mmethod, ex->status, dur);
+  if (log_enabled(LOG_INFO))
+    access_log(c, dur);
+}
+
+void http_respond(struct http_exchange *ex, int status, const char *content_type,
+                  const void *body, size_t len) {
+  struct conn *c = ex->conn;
+  struct worker *w = c->w;
+  if (c->zombie) {
+    conn_free(c); /* the client left while the handler worked */
+    return;
+  }
+  if (c->state == CS_CLOSED) {
+    ex->handler_done = 1; /* on_closed frees it */
+    return;
+  }
+  if (ex->responded)
+    return;
+  ex->responded = 1;
+  ex->handler_done = 1;
+  ex->status = status;
+  conn_end_body(c);
+  if (!ex->keep_alive || w->draining || c->peer_eof)
+    c->close_after = 1;
+
+  struct strbuf *sb = &w->out;
+  strbuf_clear(sb);
+  int bodyless = bodyless_status(status);
+  put_head(c, sb, status, content_type, bodyless ? FRAME_NONE : FRAME_LENGTH,
+           ex->head && ex->head_length_set ? ex->head_length : len);
   if (!ex->head && !bodyless && len)
     strbuf_append(sb, body, len);
   if (sb->failed) {
@@ -373,16 +421,227 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
     return;
   }
   ex->bytes_out = sb->len;
-
-  uint64_t dur = ex->start_ns ? uv_hrtime() - ex->start_ns : 0;
-  if (ex->in_flight) {
-    metrics_in_flight_add(w->shard, -1);
-    ex->in_flight = 0;
-  }
-  metrics_observe_request(w->shard, ex->metrics_route, ex->mmethod, status, dur);
-  if (log_enabled(LOG_INFO))
-    access_log(c, dur);
+  response_account(c);
   write_out(c, sb->data, sb->len);
+}
+
+/* ---- streamed answers (http.h, "Streaming") ----------------------------- */
+
+/* Writes the corked head, if any, then b[1 .. n) (b[0] is the head's
+ * slot). Returns writeq_write()'s result; a failure closes the connection. */
+static int stream_out(struct conn *c, uv_buf_t *b, unsigned n) {
+  struct http_exchange *ex = &c->ex;
+  unsigned first = 1;
+  if (ex->corked) {
+    b[0] = uv_buf_init((char *)ex->corked, (unsigned)ex->corked_len);
+    ex->corked = NULL;
+    first = 0;
+  }
+  if (first == n)
+    return 0;
+  for (unsigned i = first; i < n; i++)
+    ex->bytes_out += b[i].len;
+  int r = writeq_write(&c->wq, b + first, n - first);
+  if (r < 0) {
+    conn_close(c); /* on_error follows */
+    return -1;
+  }
+  if (r == 1)
+    conn_deadline(c, 1);
+  return r;
+}
+
+void response_uncork(struct conn *c) {
+  uv_buf_t b[1];
+  if (c->ex.corked && c->state != CS_CLOSED)
+    stream_out(c, b, 1);
+}
+
+void response_fire_error(struct conn *c, int err) {
+  struct http_exchange *ex = &c->ex;
+  if (ex->error_fired || ex->handler_done || !ex->cbs || !ex->cbs->on_error)
+    return;
+  ex->error_fired = 1;
+  ex->cbs->on_error(ex, err, ex->cbs_arg);
+}
+
+void response_on_written(struct writeq *q, int status) {
+  struct conn *c = q->data;
+  struct http_exchange *ex = &c->ex;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  if (c->state == CS_CLOSED)
+    return;
+  conn_deadline(c, 1);
+  if (writeq_queued(q))
+    return;
+  if (c->state == CS_WRITING && ex->handler_done && !c->wbuf) {
+    conn_after_response(c);
+    return;
+  }
+  if (ex->drain_wanted && !ex->handler_done) {
+    ex->drain_wanted = 0;
+    if (ex->cbs && ex->cbs->on_drain)
+      ex->cbs->on_drain(ex, ex->cbs_arg);
+  }
+}
+
+int http_stream_start(struct http_exchange *ex, int status, const char *content_type,
+                      int64_t length) {
+  struct conn *c = ex->conn;
+  struct worker *w = c->w;
+  if (c->zombie || c->state == CS_CLOSED || ex->responded || ex->handler_done)
+    return -1;
+  ex->responded = 1;
+  ex->status = status;
+  ex->stream_resp = 1;
+  ex->resp_left = -1;
+  if (!ex->keep_alive || w->draining || c->peer_eof)
+    c->close_after = 1;
+  enum framing framing = FRAME_NONE;
+  uint64_t len = 0;
+  if (bodyless_status(status)) {
+    ex->resp_discard = 1;
+  } else if (ex->head) {
+    ex->resp_discard = 1;
+    if (ex->head_length_set || length >= 0) {
+      framing = FRAME_LENGTH;
+      len = ex->head_length_set ? ex->head_length : (uint64_t)length;
+    }
+  } else if (length >= 0) {
+    framing = FRAME_LENGTH;
+    len = (uint64_t)length;
+    ex->resp_left = length;
+  } else if (ex->req.version_minor >= 1) {
+    framing = FRAME_CHUNKED;
+    ex->resp_chunked = 1;
+  } else {
+    c->close_after = 1; /* HTTP/1.0: the body ends where the connection does */
+  }
+  struct strbuf *sb = &w->out;
+  strbuf_clear(sb);
+  put_head(c, sb, status, content_type, framing, len);
+  char *head = sb->failed ? NULL : arena_alloc(ex->arena, sb->len);
+  if (!head) {
+    conn_close(c);
+    return -1;
+  }
+  memcpy(head, sb->data, sb->len);
+  ex->corked = head;
+  ex->corked_len = sb->len;
+  conn_kick(c); /* the head leaves at the end of this loop turn at the latest */
+  return 0;
+}
+
+int http_stream_write(struct http_exchange *ex, const void *data, size_t len) {
+  struct conn *c = ex->conn;
+  if (!ex->stream_resp || ex->handler_done || c->state == CS_CLOSED || c->zombie)
+    return -1;
+  if (ex->resp_left >= 0 && (uint64_t)len > (uint64_t)ex->resp_left)
+    len = (size_t)ex->resp_left;
+  if (ex->resp_discard || len == 0)
+    return 0;
+  if (ex->resp_left >= 0)
+    ex->resp_left -= (int64_t)len;
+  uv_buf_t b[4];
+  unsigned n = 1;
+  char size_line[24];
+  if (ex->resp_chunked) {
+    static const char hexd[] = "0123456789abcdef";
+    char tmp[16];
+    size_t m = 0, k = 0;
+    for (size_t v = len; v; v >>= 4)
+      tmp[m++] = hexd[v & 15];
+    while (m)
+      size_line[k++] = tmp[--m];
+    size_line[k++] = '\r';
+    size_line[k++] = '\n';
+    b[n++] = uv_buf_init(size_line, (unsigned)k);
+  }
+  b[n++] = uv_buf_init((char *)data, (unsigned)len);
+  if (ex->resp_chunked)
+    b[n++] = uv_buf_init((char *)"\r\n", 2);
+  int r = stream_out(c, b, n);
+  if (r == 1)
+    ex->drain_wanted = 1;
+  return r;
+}
+
+size_t http_headers_mark(const struct http_exchange *ex) { return ex->extra_headers.len; }
+
+int http_stream_retract(struct http_exchange *ex, size_t mark) {
+  if (!ex->stream_resp || !ex->corked || ex->bytes_out || ex->handler_done ||
+      mark > ex->extra_headers.len)
+    return -1;
+  ex->responded = 0;
+  ex->stream_resp = 0;
+  ex->status = 0;
+  ex->corked = NULL;
+  ex->resp_chunked = ex->resp_discard = 0;
+  ex->resp_left = -1;
+  ex->extra_headers.len = mark;
+  return 0;
+}
+
+/* The handler's final call on a connection that is closed already: the
+ * exchange is accounted and a zombie freed. Returns 1 then. */
+static int final_on_gone(struct conn *c) {
+  if (!c->zombie && c->state != CS_CLOSED)
+    return 0;
+  c->ex.handler_done = 1;
+  response_account(c);
+  if (c->zombie)
+    conn_free(c);
+  return 1;
+}
+
+void http_abort(struct http_exchange *ex, int err) {
+  struct conn *c = ex->conn;
+  if (ex->handler_done)
+    return;
+  if (!ex->responded && !c->zombie && c->state != CS_CLOSED) {
+    c->close_after = 1;
+    http_respond_error(ex, err, NULL, NULL);
+    return;
+  }
+  http_log_str(ex, "aborted", strata_error_code(err));
+  if (final_on_gone(c))
+    return;
+  /* Part of an answer went out: only a cut connection tells the client
+   * it is incomplete (no terminating chunk, a short Content-Length). */
+  ex->handler_done = 1;
+  response_account(c);
+  conn_close(c);
+}
+
+void http_stream_end(struct http_exchange *ex) {
+  struct conn *c = ex->conn;
+  if (ex->handler_done)
+    return;
+  if (!ex->stream_resp || ex->resp_left > 0) {
+    http_abort(ex, STRATA_EINTERNAL);
+    return;
+  }
+  if (final_on_gone(c))
+    return;
+  ex->handler_done = 1;
+  conn_end_body(c);
+  uv_buf_t b[2];
+  unsigned n = 1;
+  if (ex->resp_chunked)
+    b[n++] = uv_buf_init((char *)"0\r\n\r\n", 5);
+  int r = stream_out(c, b, n);
+  response_account(c);
+  if (r < 0)
+    return; /* closed: on_closed frees it */
+  if (writeq_queued(&c->wq)) {
+    c->state = CS_WRITING; /* response_on_written() finishes */
+    conn_deadline(c, 1);
+    return;
+  }
+  conn_after_response(c);
 }
 
 void http_error_json(struct strbuf *sb, int err, const char *message, const char *field,

@@ -30,11 +30,14 @@ struct route {
   http_handler_cb handler;
   void *data;
   int metrics_id;
+  int streaming;
+  uint64_t max_body;
 };
 
 struct router {
   struct route *routes;
   unsigned n, cap;
+  unsigned n_streaming;
 };
 
 struct router *router_new(void) { return calloc(1, sizeof(struct router)); }
@@ -51,8 +54,8 @@ void router_free(struct router *r) {
   free(r);
 }
 
-int router_add(struct router *r, const char *method, const char *pattern, http_handler_cb handler,
-               void *data) {
+static int add(struct router *r, const char *method, const char *pattern, http_handler_cb handler,
+               void *data, int streaming, uint64_t max_body) {
   size_t plen = strlen(pattern);
   if (plen == 0 || pattern[0] != '/' || strlen(method) >= sizeof r->routes[0].method)
     return -1;
@@ -68,6 +71,9 @@ int router_add(struct router *r, const char *method, const char *pattern, http_h
   strcpy(rt.method, method);
   rt.handler = handler;
   rt.data = data;
+  rt.streaming = streaming;
+  rt.max_body = max_body;
+  r->n_streaming += streaming != 0;
   rt.pattern = strdup(pattern);
   rt.storage = strdup(pattern);
   unsigned max_segs = 1;
@@ -113,7 +119,29 @@ fail:
   free(rt.pattern);
   free(rt.storage);
   free(rt.segs);
+  r->n_streaming -= streaming != 0;
   return -1;
+}
+
+int router_add(struct router *r, const char *method, const char *pattern, http_handler_cb handler,
+               void *data) {
+  return add(r, method, pattern, handler, data, 0, 0);
+}
+
+int router_add_streaming(struct router *r, const char *method, const char *pattern,
+                         http_handler_cb handler, void *data, uint64_t max_body) {
+  return add(r, method, pattern, handler, data, 1, max_body);
+}
+
+int router_streams(const struct router *r) { return r->n_streaming != 0; }
+
+static void found(struct route_match *m, const struct route *rt) {
+  m->handler = rt->handler;
+  m->data = rt->data;
+  m->pattern = rt->pattern;
+  m->metrics_id = rt->metrics_id;
+  m->streaming = rt->streaming;
+  m->max_body = rt->max_body;
 }
 
 /* Matches path against rt, filling params. Returns 1 on a match. */
@@ -198,20 +226,14 @@ int router_match(const struct router *r, const char *method, size_t method_len, 
         m->n_params = tmp.n_params;
         continue;
       }
-      m->handler = rt->handler;
-      m->data = rt->data;
-      m->pattern = rt->pattern;
-      m->metrics_id = rt->metrics_id;
+      found(m, rt);
       memcpy(m->params, tmp.params, sizeof tmp.params);
       m->n_params = tmp.n_params;
       return 0;
     }
   }
   if (get_fallback) {
-    m->handler = get_fallback->handler;
-    m->data = get_fallback->data;
-    m->pattern = get_fallback->pattern;
-    m->metrics_id = get_fallback->metrics_id;
+    found(m, get_fallback);
     return 0;
   }
   if (!path_seen)

@@ -11,6 +11,7 @@
 #define STRATA_HTTP_ROUTER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "http/http.h"
 
@@ -24,6 +25,8 @@ struct route_match {
   struct http_param params[HTTP_MAX_PARAMS];
   unsigned n_params;
   char allow[96];        /* on 405: the methods the path allows, "GET, HEAD, POST" */
+  int streaming;         /* added with router_add_streaming() */
+  uint64_t max_body;     /* ... and its cap on request body bytes */
 };
 
 struct router *router_new(void);
@@ -35,6 +38,18 @@ void router_free(struct router *r);
  * parameters) or memory runs out. */
 int router_add(struct router *r, const char *method, const char *pattern, http_handler_cb handler,
                void *data);
+
+/* The same for a handler that reads request bodies as they arrive (http.h,
+ * "Streaming"): a request with a chunked body, an `Expect: 100-continue`
+ * or a declared body over HTTP_STREAM_BUFFERED_MAX reaches the handler as
+ * soon as its headers are complete; smaller declared bodies still arrive
+ * whole in req->body. max_body caps the body's bytes on this route instead
+ * of http.max_body (413, from a declared length before anything is read). */
+int router_add_streaming(struct router *r, const char *method, const char *pattern,
+                         http_handler_cb handler, void *data, uint64_t max_body);
+
+/* 1 when some route was added with router_add_streaming(). */
+int router_streams(const struct router *r);
 
 /* Finds the route for method + path (path without query, not decoded).
  * Returns 0 and fills m; STRATA_ENOT_FOUND when no pattern matches the path;

@@ -200,6 +200,7 @@ static void on_sweep(uv_timer_t *t) {
 
 static void on_flush(uv_prepare_t *p) {
   struct worker *w = p->data;
+  conn_kicks(w);
   if (w->log.len)
     log_flush(&w->log);
 }

@@ -14,6 +14,8 @@ to the current behaviour, which the test switches at run time:
     up.set("malformed", kind="cl_te")    # see MALFORMED
     up.set("slow", delay_ms=300)
     up.set("flaky", fail_ratio=0.45, status=503)  # deterministic share of 503s
+    up.set("sink", read_delay_ms=5, read_size=262144)  # streams the body in (see below)
+    up.set("source", size=100 << 20, chunked=False, die_after=None, piece=65536)
     up.set_health("fail")                # /health/ready -> 503 (also "ok", "hang")
     up.stop()
 
@@ -22,6 +24,16 @@ behaviour applies to every other request). The echo body is
     {"method", "path", "query", "headers": [[name, value], ...], "bodyLength"}
 (for HEAD: the same headers, Content-Length of that body, no body).
 `extra_headers` (a list of (name, value)) is added to every ok/status answer.
+
+Streaming modes, for bodies too large to keep: "sink" reads the request
+body as it comes (read_size bytes a recv, sleeping read_delay_ms after each:
+a slow reader), keeps only its length and SHA-256 (in `sunk`, one dict
+{"bodyLength", "sha256", "complete"} per request, "complete" False when the
+connection closed mid-body) and answers the echo with "sha256" added.
+"source" answers any request with `size` bytes of source_bytes() (a fixed
+pseudo-random pattern), with a Content-Length or chunked, in `piece`-byte
+sends; with die_after=N it closes the connection after N body bytes. Each
+answer is noted in `sourced`: {"sent": body bytes, "complete": all sent}.
 
 Counters (read them through the properties, or snapshot()):
     connections       connections accepted
@@ -37,7 +49,9 @@ then commands on stdin, one a line: `ok`, `status 503 [retry-after]`, `hang`,
 `reset`, `close`, `malformed KIND`, `slow MS`, `health ok|fail|hang`, `stats`.
 """
 import argparse
+import hashlib
 import json
+import random
 import socket
 import struct
 import sys
@@ -85,6 +99,52 @@ MALFORMED = {
 }
 
 
+_PATTERN = random.Random(4242).randbytes(1 << 16)
+
+
+def source_bytes(size):
+    """Yields the first `size` bytes of the source pattern, 64 KiB at a time."""
+    left = size
+    while left > 0:
+        piece = _PATTERN[:min(left, len(_PATTERN))]
+        left -= len(piece)
+        yield piece
+
+
+def stream_body(more, buf, chunked, length, on_data):
+    """Decodes one body from buf (a bytearray) and more() (appends what it
+    reads to buf; False at EOF), framed as chunked or by length, passing
+    each piece to on_data. Returns True when the body ended as framed, False
+    when the bytes ran out first; what follows the body stays in buf."""
+    def take(left):
+        while left:
+            if not buf and not more():
+                return False
+            k = min(left, len(buf))
+            on_data(bytes(buf[:k]))
+            del buf[:k]
+            left -= k
+        return True
+
+    if not chunked:
+        return take(length)
+    while True:
+        while b"\r\n" not in buf:
+            if not more():
+                return False
+        i = buf.index(b"\r\n")
+        size = int(bytes(buf[:i]).split(b";")[0], 16)
+        del buf[:i + 2]
+        if not take(size):
+            return False
+        while len(buf) < 2:
+            if not more():
+                return False
+        del buf[:2]
+        if size == 0:
+            return True  # (trailers are not expected)
+
+
 def _reason(status):
     return {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found",
             429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
@@ -110,7 +170,8 @@ class FakeUpstream:
     # ---- control ---------------------------------------------------------
     def set(self, mode, **kw):
         """Switches the behaviour for non-health requests (thread-safe)."""
-        if mode not in ("ok", "status", "hang", "reset", "close", "malformed", "slow", "flaky"):
+        if mode not in ("ok", "status", "hang", "reset", "close", "malformed", "slow", "flaky",
+                        "sink", "source"):
             raise ValueError(f"unknown mode {mode}")
         if mode == "malformed" and kw.get("kind") not in MALFORMED:
             raise ValueError(f"unknown malformed kind {kw.get('kind')}")
@@ -132,6 +193,8 @@ class FakeUpstream:
             self._raw_bytes = 0
             self._proxy_connections = 0
             self._recorded = []
+            self._sunk = []
+            self._sourced = []
 
     @property
     def connections(self):
@@ -162,6 +225,16 @@ class FakeUpstream:
     def recorded(self):
         with self._lock:
             return list(self._recorded)
+
+    @property
+    def sunk(self):
+        with self._lock:
+            return list(self._sunk)
+
+    @property
+    def sourced(self):
+        with self._lock:
+            return list(self._sourced)
 
     def snapshot(self):
         with self._lock:
@@ -225,11 +298,11 @@ class FakeUpstream:
             self._threads = [x for x in self._threads if x.is_alive()] + [t]
             t.start()
 
-    def _recv(self, conn):
+    def _recv(self, conn, size=65536):
         """One recv (0.1 s steps so stop() is noticed); b'' on EOF/stop."""
         while not self._stop.is_set():
             try:
-                d = conn.recv(65536)
+                d = conn.recv(size)
             except socket.timeout:
                 continue
             except OSError:
@@ -240,21 +313,21 @@ class FakeUpstream:
         return b""
 
     def _read_request(self, conn, buf):
-        """Reads one request. Returns (request dict or None on EOF, rest of buf)."""
+        """Reads one request. Returns (request dict or None on EOF, rest of buf).
+        In "sink" mode the body is streamed through (see the module notes)."""
         while b"\r\n\r\n" not in buf:
             d = self._recv(conn)
             if not d:
                 return None, buf
             buf += d
         head, _, rest = buf.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        parts = lines[0].decode("latin-1").split(" ")
-        method, target = (parts[0], parts[1]) if len(parts) >= 2 else ("?", "/")
-        path, _, query = target.partition("?")
-        headers = []
-        for ln in lines[1:]:
-            k, _, v = ln.partition(b":")
-            headers.append((k.decode("latin-1"), v.strip().decode("latin-1")))
+        with self._lock:
+            beh = dict(self._behaviour)
+        if beh["mode"] == "sink" and not head.startswith((b"GET " + HEALTH_PATH.encode(),
+                                                         b"HEAD " + HEALTH_PATH.encode())):
+            return self._sink_request(conn, head, rest, beh)
+        req = self._parse_head(head)
+        headers = req["headers"]
         hl = {k.lower(): v for k, v in headers}
         body = b""
         if "chunked" in hl.get("transfer-encoding", "").lower():
@@ -283,9 +356,90 @@ class FakeUpstream:
                     return None, b""
                 rest += d
             body, rest = rest[:n], rest[n:]
-        req = {"method": method, "path": path, "query": query, "headers": headers, "body": body,
-               "version": parts[2] if len(parts) > 2 else ""}
+        req["body"] = body
         return req, rest
+
+    @staticmethod
+    def _parse_head(head):
+        lines = head.split(b"\r\n")
+        parts = lines[0].decode("latin-1").split(" ")
+        method, target = (parts[0], parts[1]) if len(parts) >= 2 else ("?", "/")
+        path, _, query = target.partition("?")
+        headers = []
+        for ln in lines[1:]:
+            k, _, v = ln.partition(b":")
+            headers.append((k.decode("latin-1"), v.strip().decode("latin-1")))
+        return {"method": method, "path": path, "query": query, "headers": headers, "body": b"",
+                "version": parts[2] if len(parts) > 2 else ""}
+
+    def _sink_request(self, conn, head, rest, beh):
+        """Streams the body through: its length and SHA-256 only."""
+        req = self._parse_head(head)
+        hl = {k.lower(): v for k, v in req["headers"]}
+        delay = beh.get("read_delay_ms", 0) / 1000.0
+        size = beh.get("read_size", 65536)
+        h = hashlib.sha256()
+        n = 0
+        buf = bytearray(rest)
+
+        def more():
+            if delay and self._stop.wait(delay):
+                return False
+            d = self._recv(conn, size)
+            buf.extend(d)
+            return bool(d)
+
+        def piece(data):
+            nonlocal n
+            h.update(data)
+            n += len(data)
+
+        complete = stream_body(more, buf, "chunked" in hl.get("transfer-encoding", "").lower(),
+                               int(hl.get("content-length", "0") or 0), piece)
+        with self._lock:
+            self._sunk.append({"bodyLength": n, "sha256": h.hexdigest(), "complete": complete})
+        if not complete:
+            return None, b""
+        req["bodyLength"] = n
+        req["sha256"] = h.hexdigest()
+        return req, bytes(buf)
+
+    def _send_source(self, conn, beh, keep, head_only):
+        """The "source" answer: size bytes of the pattern, maybe cut short."""
+        size = beh.get("size", 1 << 20)
+        chunked = beh.get("chunked", False)
+        die = beh.get("die_after")
+        piece = beh.get("piece", 65536)
+        hdr = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+        hdr += "Transfer-Encoding: chunked\r\n" if chunked else f"Content-Length: {size}\r\n"
+        if not keep:
+            hdr += "Connection: close\r\n"
+        sent = 0
+
+        def note(complete):
+            with self._lock:
+                self._sourced.append({"sent": sent, "complete": complete})
+            return complete
+
+        try:
+            conn.sendall((hdr + "\r\n").encode())
+            if head_only:
+                return True
+            for block in source_bytes(size):
+                for i in range(0, len(block), piece):
+                    part = block[i:i + piece]
+                    if die is not None and sent + len(part) > die:
+                        part = part[:die - sent]
+                        conn.sendall(b"%x\r\n%s\r\n" % (len(part), part) if chunked and part else part)
+                        conn.shutdown(socket.SHUT_RDWR)
+                        return note(False)
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+                    sent += len(part)
+            if chunked:
+                conn.sendall(b"0\r\n\r\n")
+            return note(True)
+        except OSError:
+            return note(False)
 
     def _serve(self, conn):
         conn.settimeout(0.1)
@@ -356,6 +510,10 @@ class FakeUpstream:
                 if mode == "slow":
                     if self._stop.wait(beh.get("delay_ms", 100) / 1000.0):
                         return
+                if mode == "source":
+                    if not self._send_source(conn, beh, keep, req["method"] == "HEAD") or not keep:
+                        return
+                    continue
                 status, extra = 200, []
                 if mode == "status" or (mode == "flaky" and flaky_fail):
                     status = beh.get("status", 503)
@@ -363,7 +521,10 @@ class FakeUpstream:
                         extra.append(("Retry-After", str(beh["retry_after"])))
                 echo = {"method": req["method"], "path": req["path"], "query": req["query"],
                         "headers": [[k, v] for k, v in req["headers"]],
-                        "bodyLength": len(req["body"]), "status": status, "port": self.port}
+                        "bodyLength": req.get("bodyLength", len(req["body"])), "status": status,
+                        "port": self.port}
+                if "sha256" in req:
+                    echo["sha256"] = req["sha256"]
                 body = json.dumps(echo).encode()
                 hdrs = [("Content-Type", "application/json")] + extra + list(self.extra_headers)
                 if any(k.lower() == "connection" and "close" in v.lower() for k, v in hdrs):
