@@ -3,7 +3,13 @@
  * (the upstream client connects to a listener of this process), so the
  * strict llhttp response parsing, the obs-fold / bare-LF / repeated-chunked
  * checks, body accumulation and the close-delimited and keep-alive paths all
- * see the bytes exactly as from a misbehaving server. */
+ * see the bytes exactly as from a misbehaving server.
+ *
+ * The first byte picks the call: bit 0 a HEAD request, bit 1 a streaming
+ * call (upstream_stream) instead of a buffered one, bit 2 the body streamed
+ * piece by piece (else kept whole), bit 3 reading paused after each piece
+ * and resumed on the next loop turn, bit 4 a chunked request body written
+ * after the head (on_drain, then upstream_stream_end). */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -20,6 +26,9 @@ static uv_loop_t loop;
 static int listener = -1;
 static struct upstream_host *host;
 static int done;
+static int flags;
+static struct upstream_call *call;
+static int paused;
 
 static void setup(void) {
   uv_loop_init(&loop);
@@ -45,6 +54,35 @@ static void on_done(int rc, struct upstream_response *r, void *arg) {
   done = 1;
 }
 
+static int on_head(struct upstream_response *r, void *arg) {
+  on_done(UPSTREAM_OK, r, arg);
+  done = 0;
+  return flags & 4 ? UPSTREAM_BODY_STREAM : UPSTREAM_BODY_BUFFER;
+}
+
+static void on_data(const char *d, size_t n, void *arg) {
+  (void)arg;
+  if (n)
+    (void)memchr(d, 0, n);
+  if (flags & 8 && !paused) {
+    paused = 1;
+    upstream_stream_pause(call);
+  }
+}
+
+static void on_drain(void *arg) {
+  (void)arg;
+  static const char body[] = "5\r\nhello\r\n0\r\n\r\n";
+  uv_buf_t b = uv_buf_init((char *)body, sizeof body - 1);
+  if (upstream_stream_write(call, &b, 1) >= 0)
+    upstream_stream_end(call);
+}
+
+static void on_end(struct upstream_response *r, void *arg) { on_done(UPSTREAM_OK, r, arg); }
+static void on_error(int rc, void *arg) { on_done(rc, NULL, arg); }
+
+static const struct upstream_stream_cbs cbs = {on_head, on_data, on_drain, on_end, on_error};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (listener < 0)
@@ -52,9 +90,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct arena a;
   arena_init(&a, 4096);
   static const char req[] = "GET / HTTP/1.1\r\nHost: fuzz\r\n\r\n";
-  int head = size > 0 && (data[0] & 1); /* also the answer to a HEAD */
+  static const char post[] = "POST / HTTP/1.1\r\nHost: fuzz\r\nTransfer-Encoding: chunked\r\n\r\n";
+  flags = size > 0 ? data[0] : 0;
+  int head = flags & 1; /* also the answer to a HEAD */
   done = 0;
-  if (upstream_request(host, req, sizeof req - 1, head, 2000, 1 << 20, &a, on_done, NULL, NULL) != 0) {
+  paused = 0;
+  call = NULL;
+  int rc;
+  if (flags & 2) {
+    struct upstream_stream_req r = {flags & 16 ? post : req,
+                                    flags & 16 ? sizeof post - 1 : sizeof req - 1,
+                                    head, flags & 16, 2000, 2000, 1 << 20};
+    rc = upstream_stream(host, &r, &a, &cbs, NULL, &call);
+  } else {
+    rc = upstream_request(host, req, sizeof req - 1, head, 2000, 1 << 20, &a, on_done, NULL, NULL);
+  }
+  if (rc != 0) {
     arena_free(&a);
     return 0;
   }
@@ -62,6 +113,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t sent = 0;
   for (int i = 0; i < 5000 && !done; i++) {
     uv_run(&loop, UV_RUN_NOWAIT);
+    if (paused && !done) {
+      paused = 0;
+      upstream_stream_resume(call);
+    }
     if (peer < 0) {
       struct pollfd p = {listener, POLLIN, 0};
       if (poll(&p, 1, 0) == 1) {
@@ -82,6 +137,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       shutdown(peer, SHUT_WR); /* a close-delimited body ends here */
     }
   }
+  if (!done && call) /* a stall: drop it (no callback follows) */
+    upstream_cancel(call);
   if (!done) /* a parked keep-alive reuse or a stall: give up on it */
     uv_run(&loop, UV_RUN_NOWAIT);
   if (peer >= 0)

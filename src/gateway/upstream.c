@@ -132,7 +132,7 @@ const char *upstream_result_name(int rc) {
 /* ---- connection lifecycle ------------------------------------------------ */
 
 static void on_conn_handle_closed(uv_handle_t *h) {
-  struct upstream_conn *c = h->data;
+  struct upstream_conn *c = h->type == UV_TCP ? (struct upstream_conn *)h : h->data;
   if (--c->closing_handles > 0)
     return;
   struct upstream_host *host = c->host;
@@ -328,7 +328,10 @@ static int on_headers_complete(llhttp_t *p) {
   if (call->scb && p->status_code >= 200 && !call->head_seen) {
     call->head_seen = 1;
     call->mode = call->scb->on_head(&call->resp, call->arg);
-    arm(c, call->idle_timeout_ms);
+    if (call->mode == UPSTREAM_BODY_STREAM)
+      arm(c, call->idle_timeout_ms);
+    else if (!uv_is_active((uv_handle_t *)&c->timer))
+      arm(c, call->timeout_ms); /* a whole answer: the try's timeout again */
   }
   if (call->mode == UPSTREAM_BODY_BUFFER && call->resp.has_content_length &&
       p->content_length > call->max_body && !call->head)
@@ -500,7 +503,7 @@ static void on_body_written(struct writeq *q, int status) {
   }
   int more = writeq_queued(q) > 0;
   if (call->head_seen) {
-    if (!call->paused)
+    if (call->mode == UPSTREAM_BODY_STREAM && !call->paused)
       arm(c, call->idle_timeout_ms);
   } else if (more || call->req_done) {
     arm(c, call->timeout_ms); /* progress: the upstream reads */
@@ -565,7 +568,10 @@ static struct upstream_conn *conn_new(struct upstream_host *h) {
   c->host = h;
   uv_tcp_init(h->loop, &c->tcp);
   uv_timer_init(h->loop, &c->timer);
-  c->tcp.data = c->timer.data = c;
+  /* tcp.data stays NULL: a handle whose data is itself is a client
+   * connection to the server's forced shutdown (server.c), which must not
+   * take this one for it. */
+  c->timer.data = c;
   writeq_init(&c->wq, (uv_stream_t *)&c->tcp, on_body_written, c);
   llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
   c->parser.data = c;
@@ -692,7 +698,7 @@ void upstream_stream_pause(struct upstream_call *call) {
     return;
   call->paused = 1;
   uv_read_stop((uv_stream_t *)&c->tcp);
-  if (call->head_seen && !writeq_queued(&c->wq))
+  if (call->head_seen && call->mode == UPSTREAM_BODY_STREAM && !writeq_queued(&c->wq))
     disarm(c);
 }
 
@@ -703,7 +709,7 @@ void upstream_stream_resume(struct upstream_call *call) {
   call->paused = 0;
   if (c->state != UC_CLOSED)
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-  if (call->head_seen)
+  if (call->head_seen && call->mode == UPSTREAM_BODY_STREAM)
     arm(c, call->idle_timeout_ms);
 }
 

@@ -967,7 +967,7 @@ void conn_deadline(struct conn *c, int progress) {
   struct worker *w = c->w;
   if (c->state == CS_CLOSED || c->state == CS_LINGER)
     return;
-  int waiting = writeq_queued(&c->wq) > 0 ||
+  int waiting = writeq_queued(&c->wq) > 0 || c->wbuf ||
                 (c->state == CS_STREAM && c->ex.body_started && !c->ex.body_paused);
   if (!waiting) {
     if (c->list == &w->body)

@@ -99,7 +99,7 @@ int writeq_write(struct writeq *q, const uv_buf_t *bufs, unsigned n) {
 }
 
 void writeq_release(struct writeq *q) {
-  if (q->writing)
+  if (q->writing || (!q->busy && !q->next))
     return;
   free(q->busy);
   free(q->next);

@@ -14,6 +14,7 @@ upload or download must stay under RSS_LIMIT. The figures are printed to
 stderr ("rss ...") for docs/gateway.md."""
 import hashlib
 import json
+import signal
 import socket
 import sys
 import time
@@ -472,7 +473,7 @@ gateway:
     @classmethod
     def tearDownClass(cls):
         try:
-            cls.gw.stop()
+            Gateway.stop_checked(cls.gw)
         finally:
             cls.fake.stop()
 
@@ -529,6 +530,36 @@ gateway:
             s.close()
         got, _ = wait_until(lambda: self.fake.sunk and not self.fake.sunk[-1]["complete"], IO)
         self.assertTrue(got, "the upstream kept waiting for the rest of the body")
+
+
+class Shutdown(GatewayCase):
+    def test_second_signal_cuts_transfers_in_both_directions(self):
+        fake = FakeUpstream().start()
+        gw = Gateway([fake.port], "--max-request-body", "256m", health_interval="0s").start()
+        try:
+            fake.set("source", size=200 * MB)
+            down = socket.create_connection(("127.0.0.1", gw.port), timeout=IO)
+            down.sendall(req("GET", "/long-download"))
+            read_head(down)
+            up = socket.create_connection(("127.0.0.1", gw.port), timeout=IO)
+            up.sendall(req("POST", "/long-upload", f"Content-Length: {200 * MB}"))
+            for block in source_bytes(2 * MB):
+                up.sendall(block)
+            gw.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)  # draining: both transfers still run
+            gw.proc.send_signal(signal.SIGINT)
+            rc = gw.proc.wait(10)
+            err = gw.stderr()
+            self.assertEqual(rc, 0, err[-2000:])
+            self.assertNotIn("AddressSanitizer", err)
+            self.assertNotIn("runtime error:", err)
+            self.assertTrue(wait_closed(down), "the download was not cut")
+            down.close()
+            up.close()
+        finally:
+            if gw.proc.poll() is None:
+                gw.proc.kill()
+            fake.stop()
 
 
 class Retries(GatewayCase):

@@ -237,6 +237,24 @@ static void test_any_method(void **state) {
   router_free(r);
 }
 
+static void test_streaming_routes(void **state) {
+  struct router *r = router_new();
+  struct route_match m;
+  (void)state;
+  add(r, "GET", "/health", "health");
+  assert_false(router_streams(r));
+  assert_int_equal(router_add_streaming(r, "*", "/*", on_request, (void *)"proxy", 12345), 0);
+  assert_true(router_streams(r));
+  expect_route(r, "GET", "/health", "health", &m);
+  assert_false(m.streaming); /* a plain route, whatever junk was there */
+  expect_route(r, "POST", "/upload", "proxy", &m);
+  assert_true(m.streaming);
+  assert_int_equal(m.max_body, 12345);
+  expect_route(r, "HEAD", "/health", "health", &m); /* GET fallback keeps its kind */
+  assert_false(m.streaming);
+  router_free(r);
+}
+
 static void expect_405(const struct router *r, const char *method, const char *path,
                        const char *allow) {
   struct route_match m;
@@ -446,6 +464,7 @@ int main(void) {
       cmocka_unit_test(test_trailing_star),
       cmocka_unit_test(test_first_added_wins),
       cmocka_unit_test(test_any_method),
+      cmocka_unit_test(test_streaming_routes),
       cmocka_unit_test(test_404_vs_405),
       cmocka_unit_test(test_405_allow_list_bounded),
       cmocka_unit_test(test_head_falls_back_to_get),
