@@ -830,10 +830,17 @@ static void give_up(struct proxy_call *call, int err) {
   http_abort(call->ex, err);
 }
 
+/* Gathering is over: the total timeout counts from here, as it does from
+ * the end of a body the server read whole. */
+static void gathered(struct proxy_call *call) {
+  call->gathering = 0;
+  call->deadline = deadline_after(uv_now(call->w->loop), call->route->retry.total_timeout_ms);
+}
+
 /* The body outgrew what is gathered: the try starts with the head and
  * what came so far; the rest streams. */
 static void start_streaming(struct proxy_call *call) {
-  call->gathering = 0;
+  gathered(call);
   call->client_paused = 1;
   http_body_pause(call->ex); /* until the try is ready (on_up_drain) */
   call->framing = http_body_length(call->ex) >= 0 ? BODY_LENGTH : BODY_CHUNKED;
@@ -879,7 +886,7 @@ static void on_client_body_end(struct http_exchange *ex, void *arg) {
     return;
   }
   /* The whole body fits: an ordinary request, retried like any other. */
-  call->gathering = 0;
+  gathered(call);
   call->body_stream = 0;
   if (build_request(call, call->buf, call->buf_len, BODY_INLINE) != 0) {
     give_up(call, STRATA_EINTERNAL);

@@ -32,7 +32,10 @@ a slow reader), keeps only its length and SHA-256 (in `sunk`, one dict
 connection closed mid-body) and answers the echo with "sha256" added.
 "source" answers any request with `size` bytes of source_bytes() (a fixed
 pseudo-random pattern), with a Content-Length or chunked, in `piece`-byte
-sends; with die_after=N it closes the connection after N body bytes. Each
+sends; with die_after=N it closes the connection after N body bytes; with
+early=True it answers right after the request head, without reading the
+request body, then closes the connection the way servers that answer early
+do (lingering: write side first, the body read and dropped until EOF). Each
 answer is noted in `sourced`: {"sent": body bytes, "complete": all sent}.
 
 Counters (read them through the properties, or snapshot()):
@@ -323,9 +326,13 @@ class FakeUpstream:
         head, _, rest = buf.partition(b"\r\n\r\n")
         with self._lock:
             beh = dict(self._behaviour)
-        if beh["mode"] == "sink" and not head.startswith((b"GET " + HEALTH_PATH.encode(),
-                                                         b"HEAD " + HEALTH_PATH.encode())):
+        health = head.startswith((b"GET " + HEALTH_PATH.encode(), b"HEAD " + HEALTH_PATH.encode()))
+        if beh["mode"] == "sink" and not health:
             return self._sink_request(conn, head, rest, beh)
+        if beh["mode"] == "source" and beh.get("early") and not health:
+            req = self._parse_head(head)
+            req["early"] = True
+            return req, b""
         req = self._parse_head(head)
         headers = req["headers"]
         hl = {k.lower(): v for k, v in headers}
@@ -511,7 +518,11 @@ class FakeUpstream:
                     if self._stop.wait(beh.get("delay_ms", 100) / 1000.0):
                         return
                 if mode == "source":
-                    if not self._send_source(conn, beh, keep, req["method"] == "HEAD") or not keep:
+                    keep = keep and not req.get("early")
+                    sent = self._send_source(conn, beh, keep, req["method"] == "HEAD")
+                    if sent and req.get("early"):
+                        self._linger(conn)
+                    if not sent or not keep:
                         return
                     continue
                 status, extra = 200, []
@@ -548,6 +559,16 @@ class FakeUpstream:
         if req["version"] == "HTTP/1.0":
             return "keep-alive" in conn_tokens
         return "close" not in conn_tokens
+
+    def _linger(self, conn, seconds=3.0):
+        """Half-closes, then reads and drops until the peer closes."""
+        try:
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and self._recv(conn):
+            pass
 
     def _hang(self, conn):
         """Never answers; keeps the connection until the peer closes or stop()."""

@@ -292,6 +292,23 @@ class StreamCase(GatewayCase):
         finally:
             s.close()
 
+    def test_pipelined_streamed_bodies_answered_in_order(self):
+        self.fake.set("sink")
+        big = b"".join(source_bytes(300 * 1024))
+        data = (req("POST", "/p1", "Transfer-Encoding: chunked") + b"a\r\n0123456789\r\n0\r\n\r\n" +
+                req("PUT", "/p2", f"Content-Length: {len(big)}") + big +
+                req("GET", "/p3"))
+        c = Conn(self.gw.port)
+        try:
+            c.send(data)
+            got = [c.read(timeout=IO) for _ in range(3)]
+        finally:
+            c.close()
+        self.assertTrue(all(got), got)
+        self.assertEqual([(r.status, r.json()["path"], r.json()["bodyLength"]) for r in got],
+                         [(200, "/p1", 10), (200, "/p2", len(big)), (200, "/p3", 0)])
+        self.assertEqual(got[1].json()["sha256"], hashlib.sha256(big).hexdigest())
+
     def test_head_of_a_large_answer(self):
         self.fake.set("source", size=5 * MB)
         c = Conn(self.gw.port)
@@ -385,6 +402,24 @@ class StreamCase(GatewayCase):
             s.close()
         self.assertFalse(complete, "a terminating chunk was sent for a cut body")
         self.assertTrue(closed)
+        self.assert_gateway_serves()
+
+    def test_upstream_answers_before_the_upload_ends(self):
+        self.fake.set("source", size=1 * MB, early=True)
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=IO)
+        try:
+            s.sendall(req("POST", "/early", f"Content-Length: {50 * MB}"))
+            for block in source_bytes(256 * 1024):
+                s.sendall(block)
+            status, headers, rest = read_head(s)
+            sha, n, complete, _ = read_body(s, headers, rest)
+            self.assertEqual((status, n, complete), (200, 1 * MB, True))
+            self.assertEqual(sha, pattern_sha(1 * MB))
+            self.assertEqual(headers.get("connection"), None)
+            self.assertTrue(wait_closed(s), "the rest of the upload is never read: the "
+                            "connection must close after the answer")
+        finally:
+            s.close()
         self.assert_gateway_serves()
 
     def test_client_aborts_mid_upload(self):
