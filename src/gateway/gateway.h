@@ -108,6 +108,11 @@ const struct http_worker_hooks *gateway_worker_hooks(struct gateway *g);
  * gateway's health and metrics. */
 int gateway_admin_register(struct gateway *g, struct router *r);
 
+/* Builds the configuration a reload (SIGHUP) switches to: the file and the
+ * command line again, into s. Returns 0, or -1 with the reasons in why. */
+typedef int (*gw_reload_cb)(void *ctx, struct gw_settings *s, char *why, size_t why_len);
+void gateway_set_reloader(struct gateway *g, gw_reload_cb cb, void *ctx);
+
 /* Starts / stops the active health checker thread. */
 int gateway_start(struct gateway *g);
 void gateway_stop(struct gateway *g);

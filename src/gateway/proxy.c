@@ -30,6 +30,7 @@
 #include "core/strbuf.h"
 #include "gateway/identity.h"
 #include "gateway/internal.h"
+#include "gateway/respcache.h"
 #include "observe/log.h"
 #include "observe/trace.h"
 
@@ -37,16 +38,24 @@ struct proxy_call {
   struct http_exchange *ex;
   const struct auth_identity *id;
   struct gw_worker *w;
+  struct gw_state *st;    /* the worker's state for the conf it started on */
   const struct gw_route *route;
   unsigned route_index;
   unsigned pool;
   const char *path;       /* as sent upstream (after strip/rewrite) */
   size_t path_len;
   int route_breaker;      /* the route's breaker let this request in: report to it */
+  /* response cache (routes with `cache:`; GET and HEAD) */
+  char *cache_key;        /* NULL: not cached */
+  size_t cache_key_len;
+  struct respcache_request crq;
+  int cache_lead;         /* others wait on this fetch: flight_done() at the end */
+  const char *cache_status; /* for the access line, once: MISS, EXPIRED, BYPASS, ... */
   char *request;
   size_t len;
   int head;
   int safe;
+  int safe_method;        /* GET, HEAD, OPTIONS, TRACE: nothing to invalidate */
   unsigned attempt;
   int host;
   int last_host;
@@ -183,7 +192,7 @@ static void put_u64(struct strbuf *sb, uint64_t v) {
 
 static int build_request(struct proxy_call *call) {
   struct http_request *req = http_request_of(call->ex);
-  const struct gw_settings *s = &call->w->g->s;
+  const struct gw_settings *s = &call->st->conf->s;
   struct strbuf sb = call->w->request_buf; /* reused: no malloc per request */
   strbuf_clear(&sb);
   strbuf_append(&sb, req->method, req->method_len);
@@ -213,7 +222,7 @@ static int build_request(struct proxy_call *call) {
   if (!host) { /* HTTP/1.0 without Host: name the upstream */
     strbuf_puts(&sb, "Host: ");
     strbuf_puts(&sb, upstream_host_name(
-                         call->w->hosts[gw_host_index(call->w->g, call->pool, 0)]));
+                         call->st->hosts[gw_host_index(call->st->conf, call->pool, 0)]));
     strbuf_puts(&sb, "\r\n");
   }
   char ip[64];
@@ -295,22 +304,92 @@ static void route_outcome(struct proxy_call *call, int ok) {
     return;
   call->route_breaker = 0;
   uint64_t now = uv_now(call->w->loop);
-  breaker_report(&call->w->route_breakers[call->route_index], now, ok,
+  breaker_report(&call->st->route_breakers[call->route_index], now, ok,
                  (uint32_t)(now - call->started));
 }
 
+/* The access line's cache status, written once (an answer from the cache
+ * replaces the lookup's MISS with STALE or COALESCED). */
+static void log_cache(struct proxy_call *call) {
+  if (!call->cache_status)
+    return;
+  http_log_str(call->ex, "cache", call->cache_status);
+  call->cache_status = NULL;
+}
+
+/* Answers from a stored response (headers copied; Age set). */
+static void answer_cached(struct proxy_call *call, const struct respcache_hit *hit) {
+  struct http_exchange *ex = call->ex;
+  for (unsigned i = 0; i < hit->n_headers; i++)
+    http_add_header_n(ex, hit->headers[i].name, hit->headers[i].name_len, hit->headers[i].value,
+                      hit->headers[i].value_len);
+  char age[24];
+  snprintf(age, sizeof age, "%llu", (unsigned long long)hit->age_s);
+  http_add_header(ex, "Age", age);
+  call->cache_status = respcache_status_name(hit->status);
+  log_cache(call);
+  if (call->head)
+    http_set_head_length(ex, hit->body_len);
+  http_respond(ex, hit->http_status, NULL, hit->body, hit->body_len);
+}
+
+/* The leader of a coalesced fetch is done: the waiters get their answer. */
+static void cache_flight_done(struct proxy_call *call) {
+  if (!call->cache_lead)
+    return;
+  call->cache_lead = 0;
+  respcache_flight_done(call->w->cache, call->cache_key, call->cache_key_len, uv_now(call->w->loop));
+}
+
+/* The upstream failed (or every breaker is open): the last good response
+ * within its stale-if-error window, when the route caches. Returns 1 when
+ * it answered. */
+static int answer_stale(struct proxy_call *call) {
+  if (!call->cache_key)
+    return 0;
+  struct respcache_hit hit;
+  if (respcache_lookup_stale(call->w->cache, call->cache_key, call->cache_key_len, &call->crq,
+                             uv_now(call->w->loop), &hit) != RESPCACHE_HIT)
+    return 0;
+  call->st->route_stats[call->route_index].fallbacks++;
+  http_log_str(call->ex, "fallback", "stale");
+  http_add_header(call->ex, "X-Strata-Fallback", "stale");
+  answer_cached(call, &hit);
+  return 1;
+}
+
 /* The route's static fallback, when it has one: answers and returns 1. */
-static int answer_fallback(struct proxy_call *call) {
+static int answer_static(struct proxy_call *call) {
   const struct route_config *rc = &call->route->rc;
   if (!rc->fallback_status)
     return 0;
-  call->w->route_stats[call->route_index].fallbacks++;
+  call->st->route_stats[call->route_index].fallbacks++;
   http_log_str(call->ex, "fallback", "static");
+  log_cache(call);
   http_add_header(call->ex, "X-Strata-Fallback", "static");
   http_respond(call->ex, (int)rc->fallback_status,
                rc->fallback_content_type[0] ? rc->fallback_content_type : "application/json",
                rc->fallback_body, strlen(rc->fallback_body));
   return 1;
+}
+
+/* The gateway could not get a good answer: a stale stored one, else the
+ * route's static fallback. Returns 1 when one answered. */
+static int answer_fallback(struct proxy_call *call) {
+  return answer_stale(call) || answer_static(call);
+}
+
+/* Stored answers for the request's URI are dropped (after a successful
+ * unsafe request to it). */
+static void invalidate(struct proxy_call *call) {
+  struct http_request *req = http_request_of(call->ex);
+  size_t host_len = 0;
+  const char *host = http_header_get(req, "host", &host_len);
+  char key[RESPCACHE_KEY_MAX + 1];
+  size_t n = respcache_key(key, sizeof key, "GET", host ? host : "", host_len, req->path,
+                           req->path_len, req->query, req->query_len);
+  if (n)
+    respcache_invalidate(call->w->cache, key, n);
 }
 
 static void relay(struct proxy_call *call, struct upstream_response *r) {
@@ -326,18 +405,44 @@ static void relay(struct proxy_call *call, struct upstream_response *r) {
     http_set_head_length(ex, r->content_length);
   log_upstream(call);
   route_outcome(call, r->status < 500);
-  if (r->status >= 502 && r->status <= 504 && answer_fallback(call))
-    return;
-  http_respond(ex, r->status, NULL, r->body, r->body_len);
+  struct gw_worker *w = call->w;
+  struct gw_state *st = call->st;
+  uint64_t now = uv_now(w->loop);
+  if (call->cache_key && !call->head) {
+    struct respcache_route rr = {call->route->rc.cache_ttl_ms,
+                                 call->route->rc.cache_stale_if_error_ms};
+    struct respcache_policy pol;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (respcache_policy_from_response(r->status, r->headers, r->n_headers, wall,
+                                       now - call->try_started, &rr, &pol))
+      respcache_store(w->cache, call->cache_key, call->cache_key_len, &call->crq, &pol, r->status,
+                      r->headers, r->n_headers, r->body, r->body_len, now);
+  } else if (r->status < 400 && !call->safe_method) {
+    /* a successful unsafe request makes stored answers for its URI stale
+     * (RFC 9111 4.4) */
+    invalidate(call);
+  }
+  cache_flight_done(call);
+  /* stale-if-error covers 500 and 502..504 (RFC 5861); the static fallback
+   * answers for an unavailable upstream (502..504) */
+  int unavailable = r->status >= 502 && r->status <= 504;
+  if (!(((unavailable || r->status == 500) && answer_stale(call)) ||
+        (unavailable && answer_static(call)))) {
+    log_cache(call);
+    http_respond(ex, r->status, NULL, r->body, r->body_len);
+  }
+  gw_state_leave(w, st); /* call lived in the exchange's arena: not used past here */
 }
 
 /* What the access line says about the upstream side of this request. */
 static void log_upstream(struct proxy_call *call) {
   struct http_exchange *ex = call->ex;
-  struct gw_worker *w = call->w;
+  struct gw_state *st = call->st;
   if (call->host >= 0) {
-    http_log_str(ex, "upstream", upstream_host_name(w->hosts[call->host]));
-    http_log_str(ex, "breaker", breaker_state_name(breaker_state(&w->breakers[call->host])));
+    http_log_str(ex, "upstream", upstream_host_name(st->hosts[call->host]));
+    http_log_str(ex, "breaker", breaker_state_name(breaker_state(&st->breakers[call->host])));
   }
   http_log_u64(ex, "attempts", call->attempt + (call->host >= 0 ? 1u : 0u));
   http_log_u64(ex, "upstreamUs", call->upstream_us);
@@ -347,9 +452,14 @@ static void log_upstream(struct proxy_call *call) {
 static void fail(struct proxy_call *call, int err, const char *message) {
   log_upstream(call);
   route_outcome(call, 0);
-  if (answer_fallback(call))
-    return;
-  http_respond_error(call->ex, err, message, NULL);
+  cache_flight_done(call);
+  struct gw_worker *w = call->w;
+  struct gw_state *st = call->st;
+  if (!answer_fallback(call)) {
+    log_cache(call);
+    http_respond_error(call->ex, err, message, NULL);
+  }
+  gw_state_leave(w, st);
 }
 
 /* ---- tries ---------------------------------------------------------------- */
@@ -391,23 +501,23 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
   uint64_t now = uv_now(w->loop);
   uint32_t took = (uint32_t)(now - call->try_started);
   call->upstream_us += (uv_hrtime() - call->try_started_ns) / 1000;
-  struct lb_pool *pool = &w->pools[call->pool];
-  int local = host - (int)w->g->s.pools[call->pool].first;
+  struct lb_pool *pool = &call->st->pools[call->pool];
+  int local = host - (int)call->st->conf->s.pools[call->pool].first;
   lb_end(pool, local);
   int ok = rc == UPSTREAM_OK && r->status < 500;
   if (rc != UPSTREAM_ESTALE && rc != UPSTREAM_ECANCELED) {
     /* a stale pooled connection says nothing about the host's health */
-    breaker_report(&w->breakers[host], now, ok, took);
+    breaker_report(&call->st->breakers[host], now, ok, took);
     if (lb_report(pool, local, ok, now)) {
-      w->stats[host].ejections++;
+      call->st->stats[host].ejections++;
       log_event(LOG_WARN, "upstream_ejected", NULL, "%s failed %u times in a row: ejected",
-                upstream_host_name(w->hosts[host]), pool->hosts[local].consecutive_failures);
+                upstream_host_name(call->st->hosts[host]), pool->hosts[local].consecutive_failures);
     }
   }
   if (rc == UPSTREAM_OK)
-    w->stats[host].responses[r->status / 100 - 1 < 5 ? r->status / 100 - 1 : 4]++;
+    call->st->stats[host].responses[r->status / 100 - 1 < 5 ? r->status / 100 - 1 : 4]++;
   else
-    w->stats[host].failures++;
+    call->st->stats[host].failures++;
 
   /* A stale keep-alive connection is always worth another try (nothing was
    * processed); otherwise the policy decides what is retryable, and only
@@ -437,7 +547,7 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
     if (now + delay < call->deadline) {
       call->attempt++;
       call->last_host = host;
-      w->stats[host].retries++;
+      call->st->stats[host].retries++;
       retry_later(call, delay);
       return;
     }
@@ -481,8 +591,8 @@ static void try_next(struct proxy_call *call) {
    * a retry prefers another host than the last. */
   int host = -1;
   uint64_t retry_after = 0;
-  const struct gw_pool *pc = &w->g->s.pools[call->pool];
-  struct lb_pool *pool = &w->pools[call->pool];
+  const struct gw_pool *pc = &call->st->conf->s.pools[call->pool];
+  struct lb_pool *pool = &call->st->pools[call->pool];
   int first = (int)pc->first;
   int exclude = call->attempt && call->last_host >= 0 ? call->last_host - first : -1;
   const char *key = NULL;
@@ -501,12 +611,12 @@ static void try_next(struct proxy_call *call) {
     int h = lb_pick(pool, key, key_len, now, trace_random64(), exclude);
     if (h < 0)
       break;
-    if (breaker_allow(&w->breakers[first + h], now)) {
+    if (breaker_allow(&call->st->breakers[first + h], now)) {
       host = first + h;
       break;
     }
-    w->stats[first + h].breaker_rejected++;
-    uint64_t ra = breaker_retry_after_ms(&w->breakers[first + h], now);
+    call->st->stats[first + h].breaker_rejected++;
+    uint64_t ra = breaker_retry_after_ms(&call->st->breakers[first + h], now);
     if (!retry_after || ra < retry_after)
       retry_after = ra;
     exclude = h;
@@ -520,18 +630,124 @@ static void try_next(struct proxy_call *call) {
   call->try_started = now;
   call->try_started_ns = uv_hrtime();
   lb_begin(pool, host - first);
-  w->stats[host].requests++;
+  call->st->stats[host].requests++;
   uint64_t left = deadline_try_ms(&call->route->retry, call->deadline, now);
   uint32_t timeout = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
-  if (upstream_request(w->hosts[host], call->request, call->len, call->head, timeout,
-                       w->g->s.max_response_bytes, http_arena(call->ex), on_upstream, call,
+  if (upstream_request(call->st->hosts[host], call->request, call->len, call->head, timeout,
+                       call->st->conf->s.max_response_bytes, http_arena(call->ex), on_upstream, call,
                        NULL) != 0) {
     lb_end(pool, host - first);
     fail(call, STRATA_EINTERNAL, "The request could not be sent upstream.");
   }
 }
 
-void gw_proxy(struct http_exchange *ex, unsigned route, const struct auth_identity *id) {
+/* The route's breaker, then the upstream: the part of a request after the
+ * cache had nothing for it. */
+static void start(struct proxy_call *call) {
+  struct gw_worker *w = call->w;
+  struct gw_state *st = call->st;
+  struct http_exchange *ex = call->ex;
+  /* The route's own breaker first: while it is open the answer (fallback
+   * or 503 + Retry-After) costs no upstream work. */
+  struct breaker *rb = &st->route_breakers[call->route_index];
+  uint64_t now = uv_now(w->loop);
+  if (!breaker_allow(rb, now)) {
+    st->route_stats[call->route_index].breaker_rejected++;
+    http_log_str(ex, "breaker", breaker_state_name(breaker_state(rb)));
+    cache_flight_done(call);
+    if (!answer_fallback(call)) {
+      log_cache(call);
+      set_retry_after(call, breaker_retry_after_ms(rb, now));
+      http_respond_error(ex, STRATA_EUNAVAILABLE, "The route's circuit breaker is open.", NULL);
+    }
+    gw_state_leave(w, st);
+    return;
+  }
+  call->route_breaker = 1;
+  retry_budget_request(&w->budget, now);
+  if (build_request(call) != 0) {
+    route_outcome(call, 1); /* not the upstream's fault */
+    cache_flight_done(call);
+    http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
+    gw_state_leave(w, st);
+    return;
+  }
+  try_next(call);
+}
+
+static void on_cache_timer(uv_timer_t *t) {
+  struct gw_worker *w = t->data;
+  gw_cache_arm(w, respcache_tick(w->cache, uv_now(w->loop)));
+}
+
+void gw_cache_arm(struct gw_worker *w, uint64_t deadline) {
+  if (deadline == UINT64_MAX) {
+    uv_timer_stop(&w->cache_timer);
+    return;
+  }
+  uint64_t now = uv_now(w->loop);
+  uv_timer_start(&w->cache_timer, on_cache_timer, deadline > now ? deadline - now : 0, 0);
+}
+
+/* A request that waited on another's fetch of the same response. */
+static void on_cache_wait(enum respcache_result r, const struct respcache_hit *hit, void *arg) {
+  struct proxy_call *call = arg;
+  if (r == RESPCACHE_HIT) {
+    struct gw_worker *w = call->w;
+    struct gw_state *st = call->st;
+    answer_cached(call, hit);
+    gw_state_leave(w, st);
+  } else if (r == RESPCACHE_FETCH) {
+    call->cache_status = "MISS";
+    start(call);
+  } else { /* the worker is stopping */
+    struct gw_worker *w = call->w;
+    struct gw_state *st = call->st;
+    http_respond_error(call->ex, STRATA_EUNAVAILABLE, "The gateway is stopping.", NULL);
+    gw_state_leave(w, st);
+  }
+}
+
+/* Looks the request up in the response cache when its route caches.
+ * Returns 1 when it was answered or waits (on_cache_wait), 0 to go on. */
+static int try_cache(struct proxy_call *call, struct http_request *req) {
+  const struct route_config *rc = &call->route->rc;
+  if (!rc->cache_ttl_ms && !rc->cache_stale_if_error_ms)
+    return 0;
+  size_t host_len = 0;
+  const char *host = http_header_get(req, "host", &host_len);
+  char *key = arena_alloc(http_arena(call->ex), RESPCACHE_KEY_MAX + 1);
+  size_t n = key ? respcache_key(key, RESPCACHE_KEY_MAX + 1, req->method, host ? host : "",
+                                 host_len, req->path, req->path_len, req->query, req->query_len)
+                 : 0;
+  if (!n)
+    return 0; /* not GET or HEAD, or too long a key: not cached */
+  call->cache_key = key;
+  call->cache_key_len = n;
+  respcache_request_init(&call->crq, req->method, req->headers, req->n_headers,
+                         call->id && call->id->kind != AUTH_KIND_NONE);
+  struct gw_worker *w = call->w;
+  struct respcache_hit hit;
+  uint64_t now = uv_now(w->loop);
+  switch (respcache_lookup_or_join(w->cache, key, n, &call->crq, now, on_cache_wait, call, &hit)) {
+  case RESPCACHE_HIT:
+    answer_cached(call, &hit);
+    gw_state_leave(w, call->st);
+    return 1;
+  case RESPCACHE_WAIT:
+    gw_cache_arm(w, respcache_tick(w->cache, now));
+    return 1;
+  case RESPCACHE_LEAD:
+    call->cache_lead = 1;
+    /* fall through */
+  default:
+    call->cache_status = respcache_status_name(hit.status);
+    return 0;
+  }
+}
+
+void gw_proxy(struct http_exchange *ex, struct gw_state *st, unsigned route,
+              const struct auth_identity *id) {
   struct gw_worker *w = http_worker_data(ex);
   struct http_request *req = http_request_of(ex);
   struct proxy_call *call = arena_alloc(http_arena(ex), sizeof *call);
@@ -542,11 +758,14 @@ void gw_proxy(struct http_exchange *ex, unsigned route, const struct auth_identi
   memset(call, 0, sizeof *call);
   call->ex = ex;
   call->w = w;
+  call->st = st;
   call->id = id;
-  call->route = &w->g->s.routes[route];
+  call->route = &st->conf->s.routes[route];
   call->route_index = route;
   call->pool = call->route->pool;
   call->head = strcmp(req->method, "HEAD") == 0;
+  call->safe_method = call->head || strcmp(req->method, "GET") == 0 ||
+                      strcmp(req->method, "OPTIONS") == 0 || strcmp(req->method, "TRACE") == 0;
   call->safe = retry_is_safe(req->method, http_header_get(req, "idempotency-key", NULL) != NULL, 0);
   call->started = uv_now(w->loop);
   call->deadline = deadline_after(call->started, call->route->retry.total_timeout_ms);
@@ -561,24 +780,8 @@ void gw_proxy(struct http_exchange *ex, unsigned route, const struct auth_identi
     http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
     return;
   }
-  /* The route's own breaker first: while it is open the answer (fallback
-   * or 503 + Retry-After) costs no upstream work. */
-  struct breaker *rb = &w->route_breakers[route];
-  if (!breaker_allow(rb, call->started)) {
-    w->route_stats[route].breaker_rejected++;
-    http_log_str(ex, "breaker", breaker_state_name(breaker_state(rb)));
-    if (answer_fallback(call))
-      return;
-    set_retry_after(call, breaker_retry_after_ms(rb, call->started));
-    http_respond_error(ex, STRATA_EUNAVAILABLE, "The route's circuit breaker is open.", NULL);
+  st->in_flight++; /* until the answer: gw_state_leave() */
+  if (try_cache(call, req))
     return;
-  }
-  call->route_breaker = 1;
-  retry_budget_request(&w->budget, call->started);
-  if (build_request(call) != 0) {
-    route_outcome(call, 1); /* not the upstream's fault */
-    http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
-    return;
-  }
-  try_next(call);
+  start(call);
 }
