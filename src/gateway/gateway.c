@@ -125,6 +125,26 @@ static void collect(struct strbuf *sb, void *ctx) {
     host_labels(sb, c, h);
     strbuf_printf(sb, "} %d\n", __atomic_load_n(&c->healthy[h], __ATOMIC_RELAXED));
   }
+  family(sb, "strata_gateway_upstream_duration_seconds", "histogram",
+         "Time of one try on an upstream host, from sending to the last response byte.");
+  struct histogram *sum = malloc(sizeof *sum);
+  for (unsigned h = 0; sum && h < c->s.n_hosts; h++) {
+    memset(sum, 0, sizeof *sum);
+    for (unsigned w = 0; w < g->n_workers; w++) {
+      const struct gw_state *st = g->workers[w]->st;
+      const struct histogram *one =
+          st->conf == c ? __atomic_load_n(&st->upstream_latency[h], __ATOMIC_ACQUIRE) : NULL;
+      if (one)
+        histogram_merge(sum, one);
+    }
+    if (!sum->count)
+      continue;
+    char labels[200];
+    snprintf(labels, sizeof labels, "pool=\"%s\",upstream=\"%s:%u\"",
+             c->s.pools[c->s.hosts[h].pool].name, c->s.hosts[h].host, c->s.hosts[h].port);
+    histogram_write_prometheus(sb, "strata_gateway_upstream_duration_seconds", labels, sum);
+  }
+  free(sum);
   family(sb, "strata_gateway_upstream_connections", "gauge",
          "Upstream connections, in use (active) or parked for reuse (idle).");
   for (unsigned h = 0; h < c->s.n_hosts; h++) {
@@ -360,6 +380,8 @@ static void state_free(struct gw_state *st) {
     upstream_host_free(st->hosts[i]);
   for (unsigned p = 0; p < st->conf->s.n_pools; p++)
     lb_pool_free(&st->pools[p]);
+  for (unsigned i = 0; i < GW_MAX_HOSTS; i++)
+    free(st->upstream_latency[i]);
   gw_conf_release(st->conf);
   free(st);
 }

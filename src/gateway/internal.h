@@ -8,6 +8,7 @@
 #include "gateway/balancer.h"
 #include "gateway/gateway.h"
 #include "gateway/respcache.h"
+#include "observe/histogram.h"
 #include "gateway/upstream.h"
 #include "resilience/breaker.h"
 #include "resilience/retry.h"
@@ -64,6 +65,7 @@ struct gw_state {
   struct lb_pool pools[CFG_MAX_POOLS]; /* host i of pool p is conf->s.hosts[first + i] */
   struct breaker route_breakers[CFG_MAX_ROUTES];
   struct gw_route_stats route_stats[CFG_MAX_ROUTES];
+  struct histogram *upstream_latency[GW_MAX_HOSTS]; /* per try; allocated on first use */
   unsigned in_flight;                  /* proxy calls holding it */
   struct gw_state *next_retired;
 };

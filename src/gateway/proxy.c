@@ -500,7 +500,13 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
   int host = call->host;
   uint64_t now = uv_now(w->loop);
   uint32_t took = (uint32_t)(now - call->try_started);
-  call->upstream_us += (uv_hrtime() - call->try_started_ns) / 1000;
+  uint64_t took_ns = uv_hrtime() - call->try_started_ns;
+  call->upstream_us += took_ns / 1000;
+  if (!call->st->upstream_latency[host])
+    __atomic_store_n(&call->st->upstream_latency[host], calloc(1, sizeof(struct histogram)),
+                     __ATOMIC_RELEASE); /* read by /metrics on other threads */
+  if (call->st->upstream_latency[host] && rc != UPSTREAM_ECANCELED)
+    histogram_record(call->st->upstream_latency[host], took_ns);
   struct lb_pool *pool = &call->st->pools[call->pool];
   int local = host - (int)call->st->conf->s.pools[call->pool].first;
   lb_end(pool, local);
@@ -601,6 +607,9 @@ static void try_next(struct proxy_call *call) {
     struct http_request *req = http_request_of(call->ex);
     if (pc->hash_header[0])
       key = http_header_get(req, pc->hash_header, &key_len);
+    else if (pc->hash_param[0] &&
+             !gw_route_param(call->route, req->path, req->path_len, pc->hash_param, &key, &key_len))
+      key = NULL;
     if (!key) { /* by client address: the part before the port */
       key = req->remote ? req->remote : "";
       const char *colon = strrchr(key, ':');

@@ -560,6 +560,35 @@ gateway:
             a.stop()
 
 
+class HashParam(GatewayCase):
+    def test_same_path_parameter_same_host(self):
+        a, b = FakeUpstream().start(), FakeUpstream().start()
+        gw = ConfigGateway(f"""
+gateway:
+  listen: 127.0.0.1:PORT
+  pools:
+    p: {{hosts: [127.0.0.1:{a.port}, 127.0.0.1:{b.port}], balance: hash-param:id}}
+  routes:
+    - {{match: {{path: /users/:id/orders}}, pool: p}}
+""").start()
+        try:
+            seen = {}
+            for i in range(20):
+                for _ in range(3):
+                    na, nb = a.proxied, b.proxied
+                    self.assertEqual(self.get(gw, f"/users/u{i}/orders").status, 200)
+                    host = "a" if a.proxied > na else "b"
+                    self.assertEqual(seen.setdefault(i, host), host, f"u{i} moved between hosts")
+            self.assertEqual(set(seen.values()), {"a", "b"}, "every key landed on one host")
+            m = gw.metrics()
+            self.assertTrue(any(k.startswith("strata_gateway_upstream_duration_seconds_count{pool=\"p\"")
+                                for k in m), "no upstream latency histogram")
+        finally:
+            gw.stop()
+            a.stop()
+            b.stop()
+
+
 class ConfigErrors(unittest.TestCase):
     def run_gateway(self, yaml_text):
         d = tempfile.mkdtemp()
