@@ -80,6 +80,7 @@ static void create_payment(struct http_exchange *ex, void *data) {
     r.order_id = arena_strndup(a, order_id, strlen(order_id));
     r.amount_cents = amount;
     r.request_id = req->request_id;
+    r.origin = ex;
     int rc = r.canonical ? payments_service_pay(http_worker_data(ex), a, &r, on_answer, ex)
                          : STRATA_EINTERNAL;
     if (rc < 0)
