@@ -485,15 +485,6 @@ static void retry_later(struct proxy_call *call, uint64_t delay_ms) {
   uv_timer_start(t, on_backoff, delay_ms, 0);
 }
 
-static enum retry_cause cause_of(int rc) {
-  switch (rc) {
-  case UPSTREAM_ECONNECT: return RETRY_CAUSE_CONNECT_FAILURE;
-  case UPSTREAM_ETIMEOUT: return RETRY_CAUSE_TIMEOUT;
-  case UPSTREAM_OK: return RETRY_CAUSE_STATUS;
-  default: return RETRY_CAUSE_RESET;
-  }
-}
-
 static void on_upstream(int rc, struct upstream_response *r, void *arg) {
   struct proxy_call *call = arg;
   struct gw_worker *w = call->w;
@@ -533,7 +524,7 @@ static void on_upstream(int rc, struct upstream_response *r, void *arg) {
   int retryable = rc == UPSTREAM_ESTALE ||
                   (rc != UPSTREAM_ECANCELED && rc != UPSTREAM_EPROTO &&
                    (nothing_sent || call->safe) &&
-                   retry_should(pol, cause_of(rc), rc == UPSTREAM_OK ? r->status : 0));
+                   retry_should(pol, upstream_retry_cause(rc), rc == UPSTREAM_OK ? r->status : 0));
   if (retryable && call->attempt + 1 < pol->max_attempts && now < call->deadline &&
       (rc == UPSTREAM_ESTALE || retry_budget_try(&w->budget, now))) {
     /* Nothing reached the host (a stale connection, a refused connect):

@@ -24,6 +24,7 @@
 
 #include "core/arena.h"
 #include "http/http.h"
+#include "resilience/retry.h"
 
 enum upstream_result {
   UPSTREAM_OK = 0,
@@ -80,5 +81,10 @@ int upstream_request(struct upstream_host *h, const char *request, size_t len, i
 void upstream_cancel(struct upstream_call *call);
 
 const char *upstream_result_name(int rc);
+
+/* How the retry policy (retry.h) sees a call's result: a connect failure,
+ * a timeout, a complete response (UPSTREAM_OK: look at its status), or a
+ * broken connection (everything else). */
+enum retry_cause upstream_retry_cause(int rc);
 
 #endif
