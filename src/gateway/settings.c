@@ -15,7 +15,11 @@
 #define HEALTH_TIMEOUT_MS 500
 #define HEALTH_RISE 2
 #define HEALTH_FALL 2
-#define MAX_IDLE 64
+/* idle keep-alive connections kept per host per worker: enough for every
+ * request a worker can have in flight at once on a busy host, so a burst
+ * does not end in closing connections it needs again a moment later (as
+ * HAProxy, which keeps them all; nginx keepalive defaults to 32) */
+#define MAX_IDLE 1024
 
 static int parse_balance(const char *text, struct gw_pool *p) {
   p->hash_header[0] = p->hash_param[0] = '\0';
