@@ -1,5 +1,13 @@
-/* The application: the four domains, their databases, caches and the bus,
- * wired onto the HTTP server.
+/* The application: the domains this process hosts, their databases,
+ * caches and the bus, wired onto the HTTP server; and the remote clients
+ * of the domains it does not host.
+ *
+ * Which domains run here is configuration (topology.h): all four in the
+ * monolith, some of them in a service of a topology (`strata serve
+ * --service NAME`). A hosted domain gets its database (migrated), its
+ * cache, its outbox, its bus consumers and its routes; a domain hosted
+ * elsewhere gets none of these, and its client calls go over HTTP
+ * (remote.h). One table in app.c says what each domain brings.
  *
  * struct app is process-wide (created once by `strata serve`); struct
  * app_ctx is per thread — every HTTP worker and the bus thread has one — and
@@ -12,6 +20,7 @@
 
 #include <uv.h>
 
+#include "app/remote.h"
 #include "core/config.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -31,12 +40,20 @@ enum app_domain {
 
 struct app {
   struct strata_config cfg;
+  unsigned hosted; /* bit d: domain d runs in this process */
   char db_path[DOMAIN_COUNT][1100];
   enum db_sync sync;
   struct cache *users_cache;
   struct cache *orders_cache;
   uint32_t cache_ttl_ms, negative_ttl_ms;
   struct bus *bus;
+  /* Remote domains: the services hosting them, and for each domain the
+   * index of its service in remote_targets (-1: hosted here, or nowhere). */
+  struct remote_settings remote;
+  struct topology_target remote_targets[REMOTE_MAX_TARGETS];
+  unsigned n_remote_targets;
+  int remote_target_of[DOMAIN_COUNT];
+  const char *identity_secret; /* NULL: internal calls are not signed */
 };
 
 typedef void (*app_defer_cb)(void *arg);
@@ -53,14 +70,29 @@ struct app_ctx {
   struct app_deferred *deferred;
   size_t n_deferred, cap_deferred;
   int open_handles; /* while closing */
+  struct remote *remote; /* HTTP workers of a process with remote domains */
 };
 
-/* Creates the data directory and databases (migrated), the caches and the
- * bus. Returns NULL and prints why on stderr. */
-struct app *app_new(const struct strata_config *cfg);
+/* Creates the data directory and the hosted domains' databases (migrated),
+ * caches and bus wiring. service NULL hosts every domain (the monolith);
+ * otherwise the domains of cfg->services[service] (cfg already placed by
+ * topology_place()). events.db lives in cfg->bus.dir, or the data
+ * directory when that is "". Returns NULL and logs why. */
+struct app *app_new(const struct strata_config *cfg, const char *service);
+
+/* Internal calls are signed with secret (NUL-terminated; must outlive the
+ * app), as the gateway signs its requests: set it when the services
+ * require a signed identity (--identity-secret-file). Before app_start. */
+void app_set_identity_secret(struct app *app, const char *secret);
+
+/* 1 when domain d runs in this process. */
+static inline int app_hosts(const struct app *app, enum app_domain d) {
+  return (int)((app->hosted >> d) & 1u);
+}
 void app_free(struct app *app);
 
-/* Adds every domain's routes (and /openapi.json) to r. */
+/* Adds the hosted domains' routes (and /openapi.json) to r; another
+ * domain's paths get the router's 404. */
 int app_routes_register(struct app *app, struct router *r);
 
 /* Hooks for http_server_set_worker_hooks(): a context per worker. */
@@ -91,6 +123,12 @@ static inline struct db_batch *app_batch(struct app_ctx *ctx, enum app_domain d)
  * in-process client call completes the way a remote one would: never from
  * inside the call that started it. */
 int app_defer(struct app_ctx *ctx, app_defer_cb fn, void *arg);
+
+/* A domain client's remote half: GET path_query on the service hosting d
+ * (which is not hosted here; remote.h). origin, the request the call is made
+ * for, may be NULL. cb fires once, later, on ctx's loop; HTTP workers only. */
+void app_remote_get(struct app_ctx *ctx, enum app_domain d, struct http_exchange *origin,
+                    const char *path_query, struct arena *a, remote_done_cb cb, void *arg);
 
 /* Tells the bus an outbox row was committed (the relay moves it now). */
 void app_events_committed(struct app *app);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/topology.h"
 #include "bus/bus.h"
 #include "cli/cli.h"
 #include "core/config.h"
@@ -183,8 +184,9 @@ int cli_events(int argc, char **argv) {
   if (data && config)
     return usage("give --data or --config, not both%s", "");
 
-  /* The data directory: --data, else server.data of --config, else the
-   * default (./var), the same place `strata serve` would use. */
+  /* The directory of events.db: --data, else bus.dir of --config resolved
+   * under its server.data (where every service of a topology shares it),
+   * else the default (./var): the place `strata serve` would use. */
   struct strata_config cfg;
   config_defaults(&cfg);
   if (config) {
@@ -200,9 +202,13 @@ int cli_events(int argc, char **argv) {
       return 1;
     }
   }
-  snprintf(a.data, sizeof a.data, "%s", data ? data : cfg.data_dir);
-
   char why[512];
+  if (topology_place(&cfg, NULL, 0, why, sizeof why) != 0) {
+    fprintf(stderr, "strata events %s: %s\n", a.cmd, why);
+    return 1;
+  }
+  snprintf(a.data, sizeof a.data, "%s", data ? data : cfg.bus.dir);
+
   struct db *db = NULL;
   if (bus_admin_open(a.data, &db, why, sizeof why) != 0) {
     fprintf(stderr, "strata events %s: %s\n", a.cmd, why);

@@ -63,9 +63,14 @@ static void no_config_route(struct strata_config *cfg) {
   snprintf(r->pool, sizeof r->pool, "default");
 }
 
-int cli_gateway(int argc, char **argv) {
-  struct strata_config cfg;
+/* What a gateway runs with, from the file (--config) and the flags: the
+ * whole of it, so a reload (SIGHUP) builds it again the same way. Returns
+ * 0, or 2 with the problems in why (one a line). */
+static int build(int argc, char **argv, struct strata_config *out, struct gw_settings *settings,
+                 char *why_out, size_t why_cap) {
+  static struct strata_config cfg; /* large; built on one thread at a time */
   config_defaults(&cfg);
+  why_out[0] = '\0';
   const char *config_path = NULL;
   for (int i = 0; i + 1 < argc; i++)
     if (strcmp(argv[i], "--config") == 0)
@@ -74,12 +79,14 @@ int cli_gateway(int argc, char **argv) {
     struct config_errors errs;
     if (config_load(config_path, &cfg, &errs) != 0) {
       int n = errs.count < CONFIG_MAX_ERRORS ? errs.count : CONFIG_MAX_ERRORS;
-      for (int e = 0; e < n; e++)
-        fprintf(stderr, "%s:%d: %s\n", config_path, errs.items[e].line, errs.items[e].message);
+      size_t used = 0;
+      for (int e = 0; e < n && used < why_cap; e++)
+        used += (size_t)snprintf(why_out + used, why_cap - used, "%s%s:%d: %s", e ? "\n" : "",
+                                 config_path, errs.items[e].line, errs.items[e].message);
       return 2;
     }
     if (!cfg.gateway.n_routes) {
-      fprintf(stderr, "strata gateway: %s has no gateway.routes\n", config_path);
+      snprintf(why_out, why_cap, "strata gateway: %s has no gateway.routes", config_path);
       return 2;
     }
   } else {
@@ -92,20 +99,16 @@ int cli_gateway(int argc, char **argv) {
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char why[160];
-    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-      cli_usage(stdout);
-      return 0;
-    }
     if (!v) {
-      fprintf(stderr, "strata gateway: '%s' needs a value (see strata --help)\n", a);
+      snprintf(why_out, why_cap, "strata gateway: '%s' needs a value (see strata --help)", a);
       return 2;
     }
     i++;
     int pool_flag = strcmp(a, "--upstream") == 0 || strcmp(a, "--balance") == 0 ||
                     strcmp(a, "--health-interval") == 0;
     if (pool_flag && config_path) {
-      fprintf(stderr, "strata gateway: %s is for the no-config form; with --config, pools come "
-                      "from the file\n", a);
+      snprintf(why_out, why_cap, "strata gateway: %s is for the no-config form; with --config, pools come "
+                      "from the file", a);
       return 2;
     }
     if (strcmp(a, "--config") == 0) {
@@ -115,22 +118,22 @@ int cli_gateway(int argc, char **argv) {
       if (config_parse_listen(v, admin ? gc->admin_host : gc->listen_host,
                               sizeof gc->listen_host, admin ? &gc->admin_port : &gc->listen_port,
                               why, sizeof why) != 0) {
-        fprintf(stderr, "strata gateway: %s %s: %s\n", a, v, why);
+        snprintf(why_out, why_cap, "strata gateway: %s %s: %s", a, v, why);
         return 2;
       }
     } else if (strcmp(a, "--data") == 0) {
       if (copy_arg(cfg.data_dir, sizeof cfg.data_dir, v) != 0) {
-        fprintf(stderr, "strata gateway: --data: value too long\n");
+        snprintf(why_out, why_cap, "strata gateway: --data: value too long");
         return 2;
       }
     } else if (strcmp(a, "--upstream") == 0) {
       if (pool->n_hosts == CFG_MAX_POOL_HOSTS) {
-        fprintf(stderr, "strata gateway: at most %d upstreams\n", CFG_MAX_POOL_HOSTS);
+        snprintf(why_out, why_cap, "strata gateway: at most %d upstreams", CFG_MAX_POOL_HOSTS);
         return 2;
       }
       struct host_config *h = &pool->hosts[pool->n_hosts];
       if (config_parse_listen(v, h->host, sizeof h->host, &h->port, why, sizeof why) != 0) {
-        fprintf(stderr, "strata gateway: --upstream %s: %s\n", v, why);
+        snprintf(why_out, why_cap, "strata gateway: --upstream %s: %s", v, why);
         return 2;
       }
       h->weight = 1;
@@ -139,36 +142,36 @@ int cli_gateway(int argc, char **argv) {
       char *end;
       unsigned long n = strtoul(v, &end, 10);
       if (*end || !*v || n > 256) {
-        fprintf(stderr, "strata gateway: --workers needs a number from 0 to 256\n");
+        snprintf(why_out, why_cap, "strata gateway: --workers needs a number from 0 to 256");
         return 2;
       }
       workers = (uint32_t)n;
       workers_set = 1;
     } else if (strcmp(a, "--log-level") == 0) {
       if (config_parse_log_level(v, &cfg.log_level) != 0) {
-        fprintf(stderr, "strata gateway: --log-level must be debug, info, warn, error or off\n");
+        snprintf(why_out, why_cap, "strata gateway: --log-level must be debug, info, warn, error or off");
         return 2;
       }
     } else if (strcmp(a, "--health-interval") == 0) {
       if (parse_ms(v, &pool->health_interval_ms) != 0) {
-        fprintf(stderr, "strata gateway: --health-interval needs a duration such as 1s\n");
+        snprintf(why_out, why_cap, "strata gateway: --health-interval needs a duration such as 1s");
         return 2;
       }
       pool->health_disabled = pool->health_interval_ms == 0;
     } else if (strcmp(a, "--try-timeout") == 0) {
       if (parse_ms(v, &gc->try_timeout_ms) != 0) {
-        fprintf(stderr, "strata gateway: --try-timeout needs a duration such as 2s\n");
+        snprintf(why_out, why_cap, "strata gateway: --try-timeout needs a duration such as 2s");
         return 2;
       }
     } else if (strcmp(a, "--timeout") == 0) {
       if (parse_ms(v, &gc->total_timeout_ms) != 0) {
-        fprintf(stderr, "strata gateway: --timeout needs a duration such as 15s\n");
+        snprintf(why_out, why_cap, "strata gateway: --timeout needs a duration such as 15s");
         return 2;
       }
     } else if (strcmp(a, "--rate-limit") == 0) {
       struct ratelimit_policy rp;
       if (parse_rate(v, &rp) != 0) {
-        fprintf(stderr, "strata gateway: --rate-limit wants RATE/s|m|h[:BURST], e.g. 100/s:200\n");
+        snprintf(why_out, why_cap, "strata gateway: --rate-limit wants RATE/s|m|h[:BURST], e.g. 100/s:200");
         return 2;
       }
       gc->rate = rp.rate;
@@ -192,7 +195,7 @@ int cli_gateway(int argc, char **argv) {
                    : strcmp(a, "--balance") == 0                                       ? 160
                                                                                        : 1024;
       if (copy_arg(dst, cap, v) != 0) {
-        fprintf(stderr, "strata gateway: %s: value too long\n", a);
+        snprintf(why_out, why_cap, "strata gateway: %s: value too long", a);
         return 2;
       }
     } else if (strcmp(a, "--max-request-body") == 0) {
@@ -205,12 +208,12 @@ int cli_gateway(int argc, char **argv) {
     } else if (strcmp(a, "--trusted-hops") == 0) {
       gc->trusted_hops = (unsigned)atoi(v);
     } else {
-      fprintf(stderr, "strata gateway: unknown option '%s' (see strata --help)\n", a);
+      snprintf(why_out, why_cap, "strata gateway: unknown option '%s' (see strata --help)", a);
       return 2;
     }
   }
   if (!config_path && pool->n_hosts == 0) {
-    fprintf(stderr, "strata gateway: give at least one --upstream HOST:PORT (or --config FILE)\n");
+    snprintf(why_out, why_cap, "strata gateway: give at least one --upstream HOST:PORT (or --config FILE)");
     return 2;
   }
   /* The process listens where the gateway section says. */
@@ -218,13 +221,54 @@ int cli_gateway(int argc, char **argv) {
   cfg.listen_port = gc->listen_port;
   if (workers_set || gc->workers)
     cfg.workers = workers;
-  log_set_level(cfg.log_level);
-  static struct gw_settings s; /* large: not on the stack */
   char why[300];
-  if (gw_settings_from_config(&cfg, &s, why, sizeof why) != 0) {
-    fprintf(stderr, "strata gateway: %s\n", why);
+  if (gw_settings_from_config(&cfg, settings, why, sizeof why) != 0) {
+    snprintf(why_out, why_cap, "strata gateway: %s", why);
     return 2;
   }
+  *out = cfg;
+  return 0;
+}
+
+struct reloader {
+  int argc;
+  char **argv;
+  struct strata_config running;
+};
+
+static int reload(void *ctx, struct gw_settings *s, char *why, size_t why_len) {
+  struct reloader *r = ctx;
+  static struct strata_config cfg;
+  if (build(r->argc, r->argv, &cfg, s, why, why_len) != 0)
+    return -1;
+  /* Listeners and threads are the process's: they change with a restart. */
+  if (strcmp(cfg.listen_host, r->running.listen_host) != 0 ||
+      cfg.listen_port != r->running.listen_port || cfg.workers != r->running.workers ||
+      s->admin_port != r->running.gateway.admin_port)
+    log_event(LOG_WARN, "reload_partial", NULL,
+              "SIGHUP: listen addresses and workers change only with a restart; the rest is "
+              "reloaded");
+  return 0;
+}
+
+int cli_gateway(int argc, char **argv) {
+  for (int i = 0; i < argc; i++)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      cli_usage(stdout);
+      return 0;
+    }
+  static struct strata_config cfg;
+  static struct gw_settings s; /* large: not on the stack */
+  char errors[4096];
+  if (build(argc, argv, &cfg, &s, errors, sizeof errors) != 0) {
+    fprintf(stderr, "%s\n", errors);
+    return 2;
+  }
+  log_set_level(cfg.log_level);
+  static struct reloader reloader;
+  reloader.argc = argc;
+  reloader.argv = argv;
+  reloader.running = cfg;
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
@@ -251,6 +295,7 @@ int cli_gateway(int argc, char **argv) {
       goto done;
   }
   http_server_set_worker_hooks(server, gateway_worker_hooks(g));
+  gateway_set_reloader(g, reload, &reloader);
   if (gateway_start(g) != 0)
     goto done;
   rc = http_server_run(server) == 0 ? 0 : 1;

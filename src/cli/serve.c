@@ -1,12 +1,14 @@
 /* `strata serve`: one service process. Loads the config, applies the
- * command-line overrides, registers the routes and runs the HTTP server
- * until a shutdown signal. */
+ * command-line overrides, places the process in the topology (--service:
+ * which domains, port, data directory; topology.h), registers the routes
+ * and runs the HTTP server until a shutdown signal. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
 #include "app/app.h"
+#include "app/topology.h"
 #include "app/trust.h"
 #include "cli/cli.h"
 #include "core/config.h"
@@ -45,7 +47,12 @@ int cli_serve(int argc, char **argv) {
   config_defaults(&cfg);
   static char identity_secret[512]; /* outlives the server: the filter reads it */
   identity_secret[0] = '\0';
-  const char *config_path = NULL;
+  const char *config_path = NULL, *service = NULL;
+  unsigned instance = 0;
+  int listen_given = 0, workers_given = 0;
+  char listen_host[sizeof cfg.listen_host];
+  uint16_t listen_port = 0;
+  unsigned workers = 0;
   /* The file first, flags over it: find --config before the rest. */
   for (int i = 0; i < argc; i++)
     if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
@@ -63,18 +70,29 @@ int cli_serve(int argc, char **argv) {
     if (strcmp(a, "--config") == 0) {
       i++;
     } else if (strcmp(a, "--listen") == 0 && v) {
-      if (config_parse_listen(v, cfg.listen_host, sizeof cfg.listen_host, &cfg.listen_port, why,
+      if (config_parse_listen(v, listen_host, sizeof listen_host, &listen_port, why,
                               sizeof why) != 0) {
         fprintf(stderr, "strata serve: --listen %s: %s\n", v, why);
         return 2;
       }
+      listen_given = 1;
       i++;
     } else if (strcmp(a, "--workers") == 0 && v) {
       if (parse_uint(v, 256, &u) != 0) {
         fprintf(stderr, "strata serve: --workers needs a number from 0 to 256 (0 = CPUs)\n");
         return 2;
       }
-      cfg.workers = u;
+      workers = u;
+      workers_given = 1;
+      i++;
+    } else if (strcmp(a, "--service") == 0 && v) {
+      service = v;
+      i++;
+    } else if (strcmp(a, "--instance") == 0 && v) {
+      if (parse_uint(v, 63, &instance) != 0) {
+        fprintf(stderr, "strata serve: --instance needs a number from 0 to 63\n");
+        return 2;
+      }
       i++;
     } else if (strcmp(a, "--data") == 0 && v) {
       if (strlen(v) >= sizeof cfg.data_dir) {
@@ -103,6 +121,27 @@ int cli_serve(int argc, char **argv) {
       return 2;
     }
   }
+  if (instance && !service) {
+    fprintf(stderr, "strata serve: --instance needs --service\n");
+    return 2;
+  }
+  if (service && !config_path) {
+    fprintf(stderr, "strata serve: --service needs --config (the file describing services.%s)\n",
+            service);
+    return 2;
+  }
+  char why[256];
+  if (topology_place(&cfg, service, instance, why, sizeof why) != 0) {
+    fprintf(stderr, "strata serve: %s: %s\n", config_path, why);
+    return 2;
+  }
+  /* Flags win over the service's own listen and workers. */
+  if (listen_given) {
+    memcpy(cfg.listen_host, listen_host, sizeof listen_host);
+    cfg.listen_port = listen_port;
+  }
+  if (workers_given)
+    cfg.workers = workers;
   log_set_level(cfg.log_level);
   /* Every connection is a descriptor: take the hard limit, as nginx's
    * worker_rlimit_nofile would, so max_connections is not capped at 1024. */
@@ -118,9 +157,10 @@ int cli_serve(int argc, char **argv) {
   struct router *router = router_new();
   if (!router || observe_routes_register(router) != 0)
     goto done;
-  app = app_new(&cfg);
+  app = app_new(&cfg, service);
   if (!app || app_routes_register(app, router) != 0)
     goto done;
+  app_set_identity_secret(app, identity_secret);
   server = http_server_new(&cfg, router);
   if (!server)
     goto done;

@@ -1098,7 +1098,8 @@ static int valid_balance(const char *text) {
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strcmp(text, names[i]) == 0)
       return 1;
-  return strncmp(text, "hash-header:", 12) == 0 && text[12] != '\0';
+  return (strncmp(text, "hash-header:", 12) == 0 && text[12] != '\0') ||
+         (strncmp(text, "hash-param:", 11) == 0 && text[11] != '\0');
 }
 
 /* Each comma-separated word of list passes ok(); reports the first that
@@ -1155,7 +1156,7 @@ static void validate_pools(struct binder *b, const struct strata_config *cfg) {
     if (!valid_balance(p->balance))
       add_error(b->errs, p->line,
                 "gateway.pools.%s.balance: \"%s\" is not round-robin, least-request, "
-                "hash-client or hash-header:NAME", p->name, p->balance);
+                "hash-client, hash-header:NAME or hash-param:NAME", p->name, p->balance);
     if (p->health_path[0] && p->health_path[0] != '/')
       add_error(b->errs, p->line, "gateway.pools.%s.health.path must start with /", p->name);
   }

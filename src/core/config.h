@@ -83,7 +83,8 @@ struct pool_config {
   char service[CFG_NAME_MAX];
   struct host_config hosts[CFG_MAX_POOL_HOSTS];
   uint32_t n_hosts;
-  char balance[160]; /* round-robin | least-request | hash-client | hash-header:NAME */
+  char balance[160]; /* round-robin | least-request | hash-client | hash-header:NAME |
+                        hash-param:NAME (a :NAME of the route's match.path) */
   uint32_t connect_timeout_ms;
   uint32_t max_idle; /* keep-alive connections per host per worker */
   uint32_t health_interval_ms, health_timeout_ms, health_rise, health_fall;

@@ -18,15 +18,17 @@
 #include "gateway/internal.h"
 #include "observe/routes.h"
 
-static json_t *host_json(struct gateway *g, unsigned h, uint64_t now) {
-  unsigned pool = g->s.hosts[h].pool;
-  int local = (int)(h - g->s.pools[pool].first);
+static json_t *host_json(struct gateway *g, const struct gw_conf *conf, unsigned h, uint64_t now) {
+  unsigned pool = conf->s.hosts[h].pool;
+  int local = (int)(h - conf->s.pools[pool].first);
   unsigned active = 0, idle = 0, outstanding = 0, ejections = 0;
   int ejected = 0;
   enum breaker_state worst = BREAKER_CLOSED;
   uint64_t requests = 0, failures = 0, retries = 0, responses[5] = {0};
   for (unsigned w = 0; w < g->n_workers; w++) {
-    struct gw_worker *wk = g->workers[w];
+    struct gw_state *wk = g->workers[w]->st;
+    if (wk->conf != conf)
+      continue;
     active += upstream_host_active(wk->hosts[h]);
     idle += upstream_host_idle(wk->hosts[h]);
     const struct lb_host *lh = &wk->pools[pool].hosts[local];
@@ -43,10 +45,10 @@ static json_t *host_json(struct gateway *g, unsigned h, uint64_t now) {
       responses[c] += wk->stats[h].responses[c];
   }
   char address[96];
-  snprintf(address, sizeof address, "%s:%u", g->s.hosts[h].host, g->s.hosts[h].port);
+  snprintf(address, sizeof address, "%s:%u", conf->s.hosts[h].host, conf->s.hosts[h].port);
   json_t *o = json_pack("{s:s, s:i, s:b, s:b, s:s, s:i, s:i, s:i, s:I, s:I, s:I, s:i}",
-                        "address", address, "weight", (int)g->s.hosts[h].weight, "healthy",
-                        __atomic_load_n(&g->healthy[h], __ATOMIC_RELAXED) != 0, "ejected",
+                        "address", address, "weight", (int)conf->s.hosts[h].weight, "healthy",
+                        __atomic_load_n(&conf->healthy[h], __ATOMIC_RELAXED) != 0, "ejected",
                         ejected, "breaker", breaker_state_name(worst), "active", (int)active,
                         "idle", (int)idle, "outstanding", (int)outstanding, "requests",
                         (json_int_t)requests, "failures", (json_int_t)failures, "retries",
@@ -59,12 +61,14 @@ static json_t *host_json(struct gateway *g, unsigned h, uint64_t now) {
   return o;
 }
 
-static json_t *route_json(struct gateway *g, unsigned r) {
-  const struct gw_route *rt = &g->s.routes[r];
+static json_t *route_json(struct gateway *g, const struct gw_conf *conf, unsigned r) {
+  const struct gw_route *rt = &conf->s.routes[r];
   enum breaker_state worst = BREAKER_CLOSED;
   uint64_t requests = 0, limited = 0, rejected = 0, fallbacks = 0;
   for (unsigned w = 0; w < g->n_workers; w++) {
-    struct gw_worker *wk = g->workers[w];
+    struct gw_state *wk = g->workers[w]->st;
+    if (wk->conf != conf)
+      continue;
     enum breaker_state st = breaker_state(&wk->route_breakers[r]);
     if (st == BREAKER_OPEN || (st == BREAKER_HALF_OPEN && worst == BREAKER_CLOSED))
       worst = st;
@@ -74,7 +78,7 @@ static json_t *route_json(struct gateway *g, unsigned r) {
     fallbacks += wk->route_stats[r].fallbacks;
   }
   return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "match", rt->label, "pool",
-                   g->s.pools[rt->pool].name, "breaker", breaker_state_name(worst), "requests",
+                   conf->s.pools[rt->pool].name, "breaker", breaker_state_name(worst), "requests",
                    (json_int_t)requests, "rateLimited", (json_int_t)limited, "breakerRejected",
                    (json_int_t)rejected, "fallbacks", (json_int_t)fallbacks);
 }
@@ -82,14 +86,15 @@ static json_t *route_json(struct gateway *g, unsigned r) {
 void gw_admin_status_json(struct gateway *g, struct strbuf *sb) {
   json_t *pools = json_array(), *routes = json_array();
   uv_mutex_lock(&g->workers_lock);
+  const struct gw_conf *conf = g->conf;
   uint64_t now = g->n_workers ? uv_now(g->workers[0]->loop) : 0;
-  for (unsigned p = 0; p < g->s.n_pools; p++) {
-    const struct gw_pool *pool = &g->s.pools[p];
+  for (unsigned p = 0; p < conf->s.n_pools; p++) {
+    const struct gw_pool *pool = &conf->s.pools[p];
     json_t *hosts = json_array();
     unsigned healthy = 0;
     for (unsigned i = 0; i < pool->n_hosts; i++) {
-      json_array_append_new(hosts, host_json(g, pool->first + i, now));
-      healthy += __atomic_load_n(&g->healthy[pool->first + i], __ATOMIC_RELAXED) != 0;
+      json_array_append_new(hosts, host_json(g, conf, pool->first + i, now));
+      healthy += __atomic_load_n(&conf->healthy[pool->first + i], __ATOMIC_RELAXED) != 0;
     }
     json_array_append_new(pools, json_pack("{s:s, s:s, s:i, s:o}", "name", pool->name, "status",
                                            healthy == 0               ? "down"
@@ -97,12 +102,14 @@ void gw_admin_status_json(struct gateway *g, struct strbuf *sb) {
                                                                       : "up",
                                            "healthyHosts", (int)healthy, "hosts", hosts));
   }
-  for (unsigned r = 0; r < g->s.n_routes; r++)
-    json_array_append_new(routes, route_json(g, r));
+  for (unsigned r = 0; r < conf->s.n_routes; r++)
+    json_array_append_new(routes, route_json(g, conf, r));
   unsigned workers = g->n_workers;
+  uint64_t generation = conf->generation;
   uv_mutex_unlock(&g->workers_lock);
-  json_t *doc = json_pack("{s:o, s:o, s:i, s:I, s:I, s:I}", "pools", pools, "routes", routes,
-                          "workers", (int)workers, "rateLimited",
+  json_t *doc = json_pack("{s:o, s:o, s:i, s:I, s:I, s:I, s:I}", "pools", pools, "routes", routes,
+                          "workers", (int)workers, "configGeneration", (json_int_t)generation,
+                          "rateLimited",
                           (json_int_t)__atomic_load_n(&g->rate_limited, __ATOMIC_RELAXED),
                           "authFailed", (json_int_t)__atomic_load_n(&g->auth_failed, __ATOMIC_RELAXED),
                           "forbidden", (json_int_t)__atomic_load_n(&g->forbidden, __ATOMIC_RELAXED));
@@ -116,9 +123,14 @@ void gw_admin_status_json(struct gateway *g, struct strbuf *sb) {
 static int authorized(struct gateway *g, struct http_exchange *ex) {
   size_t len = 0;
   const char *v = http_header_get(http_request_of(ex), "authorization", &len);
-  size_t want = strlen(g->s.admin_token);
-  if (!v || len != 7 + want || strncmp(v, "Bearer ", 7) != 0 ||
-      CRYPTO_memcmp(v + 7, g->s.admin_token, want) != 0) {
+  /* the token of the running configuration (a reload may change it) */
+  char token[sizeof g->conf->s.admin_token];
+  uv_mutex_lock(&g->workers_lock);
+  memcpy(token, g->conf->s.admin_token, sizeof token);
+  uv_mutex_unlock(&g->workers_lock);
+  size_t want = strlen(token);
+  if (!v || !want || len != 7 + want || strncmp(v, "Bearer ", 7) != 0 ||
+      CRYPTO_memcmp(v + 7, token, want) != 0) {
     http_add_header(ex, "WWW-Authenticate", "Bearer realm=\"strata-admin\"");
     http_respond_error(ex, STRATA_EUNAUTHORIZED, "The admin token is missing or wrong.", NULL);
     return 0;

@@ -22,39 +22,47 @@ static enum health_status check_pools(void *ctx, char *detail, size_t len) {
   struct gateway *g = ctx;
   unsigned up = 0, empty = 0;
   const char *empty_name = NULL;
-  for (unsigned p = 0; p < g->s.n_pools; p++) {
+  uv_mutex_lock(&g->workers_lock);
+  const struct gw_conf *c = g->conf;
+  for (unsigned p = 0; p < c->s.n_pools; p++) {
     unsigned pool_up = 0;
-    for (unsigned i = 0; i < g->s.pools[p].n_hosts; i++)
-      pool_up += __atomic_load_n(&g->healthy[gw_host_index(g, p, (int)i)], __ATOMIC_RELAXED) != 0;
+    for (unsigned i = 0; i < c->s.pools[p].n_hosts; i++)
+      pool_up += __atomic_load_n(&c->healthy[gw_host_index(c, p, (int)i)], __ATOMIC_RELAXED) != 0;
     if (!pool_up) {
       empty++;
-      empty_name = g->s.pools[p].name;
+      empty_name = c->s.pools[p].name;
     }
     up += pool_up;
   }
   if (empty)
     snprintf(detail, len, "pool %s has no healthy host (%u of %u pools empty)", empty_name, empty,
-             g->s.n_pools);
+             c->s.n_pools);
   else
-    snprintf(detail, len, "%u of %u upstream hosts healthy", up, g->s.n_hosts);
-  return empty ? HEALTH_DOWN : up < g->s.n_hosts ? HEALTH_DEGRADED : HEALTH_UP;
+    snprintf(detail, len, "%u of %u upstream hosts healthy", up, c->s.n_hosts);
+  enum health_status st = empty ? HEALTH_DOWN : up < c->s.n_hosts ? HEALTH_DEGRADED : HEALTH_UP;
+  uv_mutex_unlock(&g->workers_lock);
+  return st;
 }
 
 /* Sums a uint64_t counter at byte offset off of every worker's host or
- * route stats. */
-static uint64_t sum_stat(struct gateway *g, int route, unsigned index, size_t off) {
+ * route stats, over the workers already on conf c (a worker still on an
+ * older conf after a reload joins at its next request). */
+static uint64_t sum_stat(struct gateway *g, const struct gw_conf *c, int route, unsigned index,
+                         size_t off) {
   uint64_t n = 0;
   for (unsigned w = 0; w < g->n_workers; w++) {
-    const char *base = route ? (const char *)&g->workers[w]->route_stats[index]
-                             : (const char *)&g->workers[w]->stats[index];
+    const struct gw_state *st = g->workers[w]->st;
+    if (st->conf != c)
+      continue;
+    const char *base = route ? (const char *)&st->route_stats[index] : (const char *)&st->stats[index];
     n += __atomic_load_n((const uint64_t *)(base + off), __ATOMIC_RELAXED);
   }
   return n;
 }
 
-static void host_labels(struct strbuf *sb, const struct gateway *g, unsigned h) {
-  strbuf_printf(sb, "{pool=\"%s\",upstream=\"%s:%u\"", g->s.pools[g->s.hosts[h].pool].name,
-                g->s.hosts[h].host, g->s.hosts[h].port);
+static void host_labels(struct strbuf *sb, const struct gw_conf *c, unsigned h) {
+  strbuf_printf(sb, "{pool=\"%s\",upstream=\"%s:%u\"", c->s.pools[c->s.hosts[h].pool].name,
+                c->s.hosts[h].host, c->s.hosts[h].port);
 }
 
 static void family(struct strbuf *sb, const char *name, const char *type, const char *help) {
@@ -65,6 +73,7 @@ static void collect(struct strbuf *sb, void *ctx) {
   struct gateway *g = ctx;
   static const char *const classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
   uv_mutex_lock(&g->workers_lock);
+  const struct gw_conf *c = g->conf;
   const struct {
     const char *name, *help;
     size_t off;
@@ -82,52 +91,75 @@ static void collect(struct strbuf *sb, void *ctx) {
   };
   for (size_t f = 0; f < sizeof host_fams / sizeof host_fams[0]; f++) {
     family(sb, host_fams[f].name, "counter", host_fams[f].help);
-    for (unsigned h = 0; h < g->s.n_hosts; h++) {
+    for (unsigned h = 0; h < c->s.n_hosts; h++) {
       strbuf_puts(sb, host_fams[f].name);
-      host_labels(sb, g, h);
-      strbuf_printf(sb, "} %llu\n", (unsigned long long)sum_stat(g, 0, h, host_fams[f].off));
+      host_labels(sb, c, h);
+      strbuf_printf(sb, "} %llu\n", (unsigned long long)sum_stat(g, c, 0, h, host_fams[f].off));
     }
   }
   family(sb, "strata_gateway_upstream_responses_total", "counter",
          "Upstream answers by status class.");
-  for (unsigned h = 0; h < g->s.n_hosts; h++)
-    for (int c = 0; c < 5; c++) {
-      uint64_t n = sum_stat(g, 0, h, offsetof(struct gw_host_stats, responses) + (size_t)c * 8);
+  for (unsigned h = 0; h < c->s.n_hosts; h++)
+    for (int k = 0; k < 5; k++) {
+      uint64_t n = sum_stat(g, c, 0, h, offsetof(struct gw_host_stats, responses) + (size_t)k * 8);
       if (!n)
         continue;
       strbuf_puts(sb, "strata_gateway_upstream_responses_total");
-      host_labels(sb, g, h);
-      strbuf_printf(sb, ",status=\"%s\"} %llu\n", classes[c], (unsigned long long)n);
+      host_labels(sb, c, h);
+      strbuf_printf(sb, ",status=\"%s\"} %llu\n", classes[k], (unsigned long long)n);
     }
   family(sb, "strata_gateway_breaker_open", "gauge",
          "Workers whose breaker for the host is not closed (0 = closed everywhere).");
-  for (unsigned h = 0; h < g->s.n_hosts; h++) {
+  for (unsigned h = 0; h < c->s.n_hosts; h++) {
     unsigned open = 0;
     for (unsigned w = 0; w < g->n_workers; w++)
-      open += breaker_state(&g->workers[w]->breakers[h]) != BREAKER_CLOSED;
+      if (g->workers[w]->st->conf == c)
+        open += breaker_state(&g->workers[w]->st->breakers[h]) != BREAKER_CLOSED;
     strbuf_puts(sb, "strata_gateway_breaker_open");
-    host_labels(sb, g, h);
+    host_labels(sb, c, h);
     strbuf_printf(sb, "} %u\n", open);
   }
   family(sb, "strata_gateway_upstream_healthy", "gauge", "Active health check verdict.");
-  for (unsigned h = 0; h < g->s.n_hosts; h++) {
+  for (unsigned h = 0; h < c->s.n_hosts; h++) {
     strbuf_puts(sb, "strata_gateway_upstream_healthy");
-    host_labels(sb, g, h);
-    strbuf_printf(sb, "} %d\n", __atomic_load_n(&g->healthy[h], __ATOMIC_RELAXED));
+    host_labels(sb, c, h);
+    strbuf_printf(sb, "} %d\n", __atomic_load_n(&c->healthy[h], __ATOMIC_RELAXED));
   }
+  family(sb, "strata_gateway_upstream_duration_seconds", "histogram",
+         "Time of one try on an upstream host, from sending to the last response byte.");
+  struct histogram *sum = malloc(sizeof *sum);
+  for (unsigned h = 0; sum && h < c->s.n_hosts; h++) {
+    memset(sum, 0, sizeof *sum);
+    for (unsigned w = 0; w < g->n_workers; w++) {
+      const struct gw_state *st = g->workers[w]->st;
+      const struct histogram *one =
+          st->conf == c ? __atomic_load_n(&st->upstream_latency[h], __ATOMIC_ACQUIRE) : NULL;
+      if (one)
+        histogram_merge(sum, one);
+    }
+    if (!sum->count)
+      continue;
+    char labels[200];
+    snprintf(labels, sizeof labels, "pool=\"%s\",upstream=\"%s:%u\"",
+             c->s.pools[c->s.hosts[h].pool].name, c->s.hosts[h].host, c->s.hosts[h].port);
+    histogram_write_prometheus(sb, "strata_gateway_upstream_duration_seconds", labels, sum);
+  }
+  free(sum);
   family(sb, "strata_gateway_upstream_connections", "gauge",
          "Upstream connections, in use (active) or parked for reuse (idle).");
-  for (unsigned h = 0; h < g->s.n_hosts; h++) {
+  for (unsigned h = 0; h < c->s.n_hosts; h++) {
     unsigned active = 0, idle = 0;
     for (unsigned w = 0; w < g->n_workers; w++) {
-      active += upstream_host_active(g->workers[w]->hosts[h]);
-      idle += upstream_host_idle(g->workers[w]->hosts[h]);
+      if (g->workers[w]->st->conf != c)
+        continue;
+      active += upstream_host_active(g->workers[w]->st->hosts[h]);
+      idle += upstream_host_idle(g->workers[w]->st->hosts[h]);
     }
     strbuf_puts(sb, "strata_gateway_upstream_connections");
-    host_labels(sb, g, h);
+    host_labels(sb, c, h);
     strbuf_printf(sb, ",state=\"active\"} %u\n", active);
     strbuf_puts(sb, "strata_gateway_upstream_connections");
-    host_labels(sb, g, h);
+    host_labels(sb, c, h);
     strbuf_printf(sb, ",state=\"idle\"} %u\n", idle);
   }
   const struct {
@@ -144,17 +176,18 @@ static void collect(struct strbuf *sb, void *ctx) {
   };
   for (size_t f = 0; f < sizeof route_fams / sizeof route_fams[0]; f++) {
     family(sb, route_fams[f].name, "counter", route_fams[f].help);
-    for (unsigned r = 0; r < g->s.n_routes; r++)
-      strbuf_printf(sb, "%s{route=\"%s\"} %llu\n", route_fams[f].name, g->s.routes[r].label,
-                    (unsigned long long)sum_stat(g, 1, r, route_fams[f].off));
+    for (unsigned r = 0; r < c->s.n_routes; r++)
+      strbuf_printf(sb, "%s{route=\"%s\"} %llu\n", route_fams[f].name, c->s.routes[r].label,
+                    (unsigned long long)sum_stat(g, c, 1, r, route_fams[f].off));
   }
   family(sb, "strata_gateway_route_breaker_open", "gauge",
          "Workers whose breaker for the route is not closed (0 = closed everywhere).");
-  for (unsigned r = 0; r < g->s.n_routes; r++) {
+  for (unsigned r = 0; r < c->s.n_routes; r++) {
     unsigned open = 0;
     for (unsigned w = 0; w < g->n_workers; w++)
-      open += breaker_state(&g->workers[w]->route_breakers[r]) != BREAKER_CLOSED;
-    strbuf_printf(sb, "strata_gateway_route_breaker_open{route=\"%s\"} %u\n", g->s.routes[r].label,
+      if (g->workers[w]->st->conf == c)
+        open += breaker_state(&g->workers[w]->st->route_breakers[r]) != BREAKER_CLOSED;
+    strbuf_printf(sb, "strata_gateway_route_breaker_open{route=\"%s\"} %u\n", c->s.routes[r].label,
                   open);
   }
   uint64_t exhausted = 0;
@@ -172,6 +205,47 @@ static void collect(struct strbuf *sb, void *ctx) {
                 (unsigned long long)__atomic_load_n(&g->rate_limited, __ATOMIC_RELAXED),
                 (unsigned long long)__atomic_load_n(&g->auth_failed, __ATOMIC_RELAXED),
                 (unsigned long long)__atomic_load_n(&g->forbidden, __ATOMIC_RELAXED));
+  struct respcache_stats cs = {0};
+  for (unsigned w = 0; w < g->n_workers; w++) {
+    struct respcache_stats one;
+    respcache_stats_get(g->workers[w]->cache, &one);
+    cs.hits += one.hits;
+    cs.misses += one.misses;
+    cs.bypasses += one.bypasses;
+    cs.stale_served += one.stale_served;
+    cs.coalesced += one.coalesced;
+    cs.stores += one.stores;
+    cs.evictions += one.evictions;
+    cs.entries += one.entries;
+    cs.bytes += one.bytes;
+  }
+  family(sb, "strata_gateway_cache_lookups_total", "counter",
+         "Response cache lookups by result (coalesced: answered by another request's fetch; "
+         "stale: served after an upstream failure).");
+  strbuf_printf(sb,
+                "strata_gateway_cache_lookups_total{result=\"hit\"} %llu\n"
+                "strata_gateway_cache_lookups_total{result=\"miss\"} %llu\n"
+                "strata_gateway_cache_lookups_total{result=\"bypass\"} %llu\n"
+                "strata_gateway_cache_lookups_total{result=\"coalesced\"} %llu\n"
+                "strata_gateway_cache_lookups_total{result=\"stale\"} %llu\n",
+                (unsigned long long)cs.hits, (unsigned long long)cs.misses,
+                (unsigned long long)cs.bypasses, (unsigned long long)cs.coalesced,
+                (unsigned long long)cs.stale_served);
+  family(sb, "strata_gateway_cache_stores_total", "counter", "Responses stored.");
+  strbuf_printf(sb, "strata_gateway_cache_stores_total %llu\n", (unsigned long long)cs.stores);
+  family(sb, "strata_gateway_cache_evictions_total", "counter", "Responses evicted (LRU).");
+  strbuf_printf(sb, "strata_gateway_cache_evictions_total %llu\n",
+                (unsigned long long)cs.evictions);
+  family(sb, "strata_gateway_cache_entries", "gauge", "Responses held.");
+  strbuf_printf(sb, "strata_gateway_cache_entries %llu\n", (unsigned long long)cs.entries);
+  family(sb, "strata_gateway_cache_bytes", "gauge", "Bytes the held responses take.");
+  strbuf_printf(sb, "strata_gateway_cache_bytes %llu\n", (unsigned long long)cs.bytes);
+  strbuf_printf(sb, "# HELP strata_gateway_config_reloads_total Configurations loaded on SIGHUP.\n"
+                    "# TYPE strata_gateway_config_reloads_total counter\n"
+                    "strata_gateway_config_reloads_total{result=\"ok\"} %llu\n"
+                    "strata_gateway_config_reloads_total{result=\"refused\"} %llu\n",
+                (unsigned long long)__atomic_load_n(&g->reloads, __ATOMIC_RELAXED),
+                (unsigned long long)__atomic_load_n(&g->reload_failures, __ATOMIC_RELAXED));
   strbuf_printf(sb, "# HELP strata_gateway_retry_budget_exhausted_total Retries refused by the "
                     "retry budget.\n# TYPE strata_gateway_retry_budget_exhausted_total counter\n"
                     "strata_gateway_retry_budget_exhausted_total %llu\n",
@@ -197,29 +271,67 @@ static void on_route_breaker_change(void *ctx, const struct breaker *b, enum bre
             r->label, breaker_state_name(from), breaker_state_name(to), reason);
 }
 
-struct gateway *gateway_new(const struct strata_config *cfg, const struct gw_settings *s) {
+/* ---- configurations ---------------------------------------------------- */
+
+struct gw_conf *gw_conf_new(const struct gw_settings *s, char *why, size_t why_len) {
   if (s->n_hosts == 0 || s->n_routes == 0) {
-    log_event(LOG_ERROR, "gateway_failed", NULL, "no upstream host or no route");
+    snprintf(why, why_len, "no upstream host or no route");
+    return NULL;
+  }
+  struct gw_conf *c = calloc(1, sizeof *c);
+  if (!c) {
+    snprintf(why, why_len, "out of memory");
+    return NULL;
+  }
+  c->s = *s;
+  c->refs = 1;
+  for (unsigned i = 0; i < s->n_hosts; i++)
+    c->healthy[i] = 1; /* until the checker says otherwise */
+  for (unsigned r = 0; r < s->n_routes; r++)
+    c->route_metrics[r] = metrics_route_id(s->routes[r].label);
+  if (gw_protect_init(c, why, why_len) != 0) {
+    gw_protect_free(c);
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+void gw_conf_release(struct gw_conf *c) {
+  if (c && __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+    gw_protect_free(c);
+    free(c);
+  }
+}
+
+struct gw_conf *gw_current(struct gateway *g) {
+  return __atomic_load_n(&g->conf, __ATOMIC_ACQUIRE);
+}
+
+void gw_publish(struct gateway *g, struct gw_conf *c) {
+  uv_mutex_lock(&g->workers_lock);
+  struct gw_conf *old = g->conf;
+  c->generation = old ? old->generation + 1 : 1;
+  __atomic_store_n(&g->conf, c, __ATOMIC_RELEASE);
+  uv_mutex_unlock(&g->workers_lock);
+  gw_conf_release(old);
+}
+
+struct gateway *gateway_new(const struct strata_config *cfg, const struct gw_settings *s) {
+  char why[256];
+  struct gw_conf *c = gw_conf_new(s, why, sizeof why);
+  if (!c) {
+    log_event(LOG_ERROR, "gateway_failed", NULL, "%s", why);
     return NULL;
   }
   struct gateway *g = calloc(1, sizeof *g);
-  if (!g)
-    return NULL;
-  g->cfg = *cfg;
-  g->s = *s;
-  for (unsigned i = 0; i < s->n_hosts; i++)
-    g->healthy[i] = 1; /* until the checker says otherwise */
-  for (unsigned r = 0; r < s->n_routes; r++)
-    g->route_metrics[r] = metrics_route_id(s->routes[r].label);
-  uv_mutex_init(&g->workers_lock);
-  char why[256];
-  if (gw_protect_init(g, why, sizeof why) != 0) {
-    log_event(LOG_ERROR, "gateway_failed", NULL, "%s", why);
-    gw_protect_free(g);
-    uv_mutex_destroy(&g->workers_lock);
-    free(g);
+  if (!g) {
+    gw_conf_release(c);
     return NULL;
   }
+  g->cfg = *cfg;
+  uv_mutex_init(&g->workers_lock);
+  gw_publish(g, c);
   the_gateway = g;
   health_register("upstreams", check_pools, g);
   metrics_add_collector(collect, g);
@@ -229,25 +341,124 @@ struct gateway *gateway_new(const struct strata_config *cfg, const struct gw_set
 void gateway_free(struct gateway *g) {
   if (!g)
     return;
-  gw_protect_free(g);
+  gw_conf_release(g->conf);
   uv_mutex_destroy(&g->workers_lock);
   if (the_gateway == g)
     the_gateway = NULL;
   free(g);
 }
 
+void gateway_set_reloader(struct gateway *g, gw_reload_cb cb, void *ctx) {
+  g->reload = cb;
+  g->reload_ctx = ctx;
+}
+
 int gateway_start(struct gateway *g) { return gw_health_start(g); }
 void gateway_stop(struct gateway *g) { gw_health_stop(g); }
 
-/* ---- workers ------------------------------------------------------------- */
+/* ---- worker state ------------------------------------------------------- */
 
-static void host_breaker_init(struct gw_worker *w, unsigned h) {
+static void host_breaker_init(struct gw_state *st, unsigned h) {
   /* host breakers use the defaults; routes tune their own */
   struct breaker_config bc;
   breaker_config_default(&bc);
-  breaker_init(&w->breakers[h], &bc);
-  breaker_set_transition_cb(&w->breakers[h], on_breaker_change,
-                            (void *)upstream_host_name(w->hosts[h]));
+  breaker_init(&st->breakers[h], &bc);
+  breaker_set_transition_cb(&st->breakers[h], on_breaker_change,
+                            (void *)upstream_host_name(st->hosts[h]));
+}
+
+static void route_breaker_init(struct gw_state *st, unsigned r) {
+  breaker_init(&st->route_breakers[r], &st->conf->s.routes[r].breaker);
+  breaker_set_transition_cb(&st->route_breakers[r], on_route_breaker_change,
+                            (void *)&st->conf->s.routes[r]);
+}
+
+static void state_free(struct gw_state *st) {
+  if (!st)
+    return;
+  for (unsigned i = 0; i < st->conf->s.n_hosts; i++)
+    upstream_host_free(st->hosts[i]);
+  for (unsigned p = 0; p < st->conf->s.n_pools; p++)
+    lb_pool_free(&st->pools[p]);
+  for (unsigned i = 0; i < GW_MAX_HOSTS; i++)
+    free(st->upstream_latency[i]);
+  gw_conf_release(st->conf);
+  free(st);
+}
+
+/* A worker's pools, balancers and breakers for conf c (which it references). */
+static struct gw_state *state_new(uv_loop_t *loop, struct gw_conf *c) {
+  struct gw_state *st = calloc(1, sizeof *st);
+  if (!st)
+    return NULL;
+  __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
+  st->conf = c;
+  const struct gw_settings *s = &c->s;
+  for (unsigned i = 0; i < s->n_hosts; i++) {
+    const struct gw_host_config *hc = &s->hosts[i];
+    const struct gw_pool *p = &s->pools[hc->pool];
+    st->hosts[i] = upstream_host_new(loop, hc->host, hc->port, p->max_idle, p->connect_timeout_ms);
+    host_breaker_init(st, i);
+    st->seen_healthy[i] = 1;
+  }
+  for (unsigned p = 0; p < s->n_pools; p++) {
+    const struct gw_pool *pool = &s->pools[p];
+    struct lb_host_config hc[GW_MAX_HOSTS];
+    char names[GW_MAX_HOSTS][80];
+    for (unsigned i = 0; i < pool->n_hosts; i++) {
+      const struct gw_host_config *h = &s->hosts[pool->first + i];
+      snprintf(names[i], sizeof names[i], "%s:%u", h->host, h->port);
+      hc[i].address = names[i];
+      hc[i].weight = h->weight ? h->weight : 1;
+    }
+    struct lb_settings lb;
+    lb_settings_default(&lb);
+    lb.algorithm = (enum lb_algorithm)pool->balance;
+    if (lb_pool_init(&st->pools[p], hc, pool->n_hosts, &lb) != 0) {
+      state_free(st);
+      return NULL;
+    }
+  }
+  for (unsigned r = 0; r < s->n_routes; r++)
+    route_breaker_init(st, r);
+  return st;
+}
+
+void gw_state_leave(struct gw_worker *w, struct gw_state *st) {
+  if (--st->in_flight || st == w->st)
+    return;
+  /* the last call of a retired state: let it go */
+  for (struct gw_state **p = &w->retired; *p; p = &(*p)->next_retired)
+    if (*p == st) {
+      *p = st->next_retired;
+      state_free(st);
+      return;
+    }
+}
+
+/* Before each request: a worker still on an older conf builds its state for
+ * the current one; the old state stays until its last call has answered. */
+static void refresh(struct gw_worker *w) {
+  if (__builtin_expect(gw_current(w->g) == w->st->conf, 1))
+    return;
+  uv_mutex_lock(&w->g->workers_lock); /* a reference first: a second reload may follow */
+  struct gw_conf *c = w->g->conf;
+  __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
+  uv_mutex_unlock(&w->g->workers_lock);
+  struct gw_state *st = state_new(w->loop, c);
+  gw_conf_release(c);
+  if (!st)
+    return; /* keep serving with the old configuration */
+  uv_mutex_lock(&w->g->workers_lock);
+  struct gw_state *old = w->st;
+  w->st = st;
+  uv_mutex_unlock(&w->g->workers_lock);
+  if (old->in_flight) {
+    old->next_retired = w->retired;
+    w->retired = old;
+  } else {
+    state_free(old);
+  }
 }
 
 static int on_worker_start(unsigned index, uv_loop_t *loop, void **data, void *arg) {
@@ -258,39 +469,12 @@ static int on_worker_start(unsigned index, uv_loop_t *loop, void **data, void *a
   w->g = g;
   w->loop = loop;
   w->index = index;
-  for (unsigned i = 0; i < g->s.n_hosts; i++) {
-    const struct gw_host_config *hc = &g->s.hosts[i];
-    const struct gw_pool *p = &g->s.pools[hc->pool];
-    w->hosts[i] = upstream_host_new(loop, hc->host, hc->port, p->max_idle, p->connect_timeout_ms);
-    host_breaker_init(w, i);
-    w->seen_healthy[i] = 1;
-  }
-  for (unsigned p = 0; p < g->s.n_pools; p++) {
-    const struct gw_pool *pool = &g->s.pools[p];
-    struct lb_host_config hc[GW_MAX_HOSTS];
-    char names[GW_MAX_HOSTS][80];
-    for (unsigned i = 0; i < pool->n_hosts; i++) {
-      const struct gw_host_config *h = &g->s.hosts[pool->first + i];
-      snprintf(names[i], sizeof names[i], "%s:%u", h->host, h->port);
-      hc[i].address = names[i];
-      hc[i].weight = h->weight ? h->weight : 1;
-    }
-    struct lb_settings lb;
-    lb_settings_default(&lb);
-    lb.algorithm = (enum lb_algorithm)pool->balance;
-    if (lb_pool_init(&w->pools[p], hc, pool->n_hosts, &lb) != 0) {
-      for (unsigned q = 0; q < p; q++)
-        lb_pool_free(&w->pools[q]);
-      for (unsigned i = 0; i < g->s.n_hosts; i++)
-        upstream_host_free(w->hosts[i]);
-      free(w);
-      return -1;
-    }
-  }
-  for (unsigned r = 0; r < g->s.n_routes; r++) {
-    breaker_init(&w->route_breakers[r], &g->s.routes[r].breaker);
-    breaker_set_transition_cb(&w->route_breakers[r], on_route_breaker_change,
-                              (void *)&g->s.routes[r]);
+  uv_mutex_lock(&g->workers_lock);
+  w->st = state_new(loop, g->conf);
+  uv_mutex_unlock(&g->workers_lock);
+  if (!w->st) {
+    free(w);
+    return -1;
   }
   /* Every worker keeps its own budget: share the floor of retries per
    * second among them, so the process as a whole keeps to it. */
@@ -299,6 +483,21 @@ static int on_worker_start(unsigned index, uv_loop_t *loop, void **data, void *a
   unsigned n = g->cfg.workers ? g->cfg.workers : (unsigned)uv_available_parallelism();
   bc.min_per_s = bc.min_per_s / (n ? n : 1) ? bc.min_per_s / (n ? n : 1) : 1;
   retry_budget_init(&w->budget, &bc);
+  /* one response cache per worker (no lock on the proxy path): the
+   * configured total is shared among them */
+  struct respcache_limits cl;
+  respcache_limits_default(&cl);
+  cl.max_bytes /= n ? n : 1;
+  cl.max_entries = cl.max_entries / (n ? n : 1) ? cl.max_entries / (n ? n : 1) : 1;
+  w->cache = respcache_new(&cl);
+  w->cache_entry_max = cl.max_entry_bytes ? cl.max_entry_bytes : cl.max_bytes / 8;
+  if (!w->cache) {
+    state_free(w->st);
+    free(w);
+    return -1;
+  }
+  uv_timer_init(loop, &w->cache_timer);
+  w->cache_timer.data = w;
   uv_mutex_lock(&g->workers_lock);
   if (g->n_workers < sizeof g->workers / sizeof g->workers[0])
     g->workers[g->n_workers++] = w;
@@ -306,6 +505,8 @@ static int on_worker_start(unsigned index, uv_loop_t *loop, void **data, void *a
   *data = w;
   return 0;
 }
+
+static void on_cache_timer_closed(uv_handle_t *h) { free(h->data); }
 
 static void on_worker_stop(unsigned index, uv_loop_t *loop, void *data, void *arg) {
   (void)index;
@@ -319,12 +520,18 @@ static void on_worker_stop(unsigned index, uv_loop_t *loop, void *data, void *ar
       break;
     }
   uv_mutex_unlock(&g->workers_lock);
-  for (unsigned i = 0; i < g->s.n_hosts; i++)
-    upstream_host_free(w->hosts[i]);
-  for (unsigned p = 0; p < g->s.n_pools; p++)
-    lb_pool_free(&w->pools[p]);
+  respcache_free(w->cache); /* waiters left (a forced stop) are answered first */
+  w->cache = NULL;
+  state_free(w->st);
+  while (w->retired) {
+    struct gw_state *next = w->retired->next_retired;
+    state_free(w->retired);
+    w->retired = next;
+  }
   strbuf_free(&w->request_buf);
-  free(w);
+  /* the loop runs once more after this hook: the timer closes then, and
+   * the worker is freed with it */
+  uv_close((uv_handle_t *)&w->cache_timer, on_cache_timer_closed);
 }
 
 const struct http_worker_hooks *gateway_worker_hooks(struct gateway *g) {
@@ -339,29 +546,27 @@ const struct http_worker_hooks *gateway_worker_hooks(struct gateway *g) {
  * host the checker sees come back also gets its breaker closed: the checks
  * are the better evidence, and traffic should return within two check
  * intervals, not after the breaker's own cool-down. */
-static void sync_health(struct gw_worker *w) {
-  struct gateway *g = w->g;
-  for (unsigned i = 0; i < g->s.n_hosts; i++) {
-    int healthy = __atomic_load_n(&g->healthy[i], __ATOMIC_RELAXED);
-    if (healthy == w->seen_healthy[i])
+static void sync_health(struct gw_state *st) {
+  const struct gw_conf *c = st->conf;
+  for (unsigned i = 0; i < c->s.n_hosts; i++) {
+    int healthy = __atomic_load_n(&c->healthy[i], __ATOMIC_RELAXED);
+    if (healthy == st->seen_healthy[i])
       continue;
-    if (healthy && breaker_state(&w->breakers[i]) != BREAKER_CLOSED) {
-      host_breaker_init(w, i);
+    if (healthy && breaker_state(&st->breakers[i]) != BREAKER_CLOSED) {
+      host_breaker_init(st, i);
       log_event(LOG_INFO, "breaker", NULL, "%s: closed (the health checks pass again)",
-                upstream_host_name(w->hosts[i]));
+                upstream_host_name(st->hosts[i]));
     }
-    w->seen_healthy[i] = healthy;
-    unsigned p = g->s.hosts[i].pool;
-    lb_set_healthy(&w->pools[p], (int)(i - g->s.pools[p].first), healthy);
+    st->seen_healthy[i] = healthy;
+    unsigned p = c->s.hosts[i].pool;
+    lb_set_healthy(&st->pools[p], (int)(i - c->s.pools[p].first), healthy);
     /* The same evidence closes the breakers of the routes to this pool. */
-    for (unsigned r = 0; healthy && r < g->s.n_routes; r++) {
-      if (g->s.routes[r].pool != p || breaker_state(&w->route_breakers[r]) == BREAKER_CLOSED)
+    for (unsigned r = 0; healthy && r < c->s.n_routes; r++) {
+      if (c->s.routes[r].pool != p || breaker_state(&st->route_breakers[r]) == BREAKER_CLOSED)
         continue;
-      breaker_init(&w->route_breakers[r], &g->s.routes[r].breaker);
-      breaker_set_transition_cb(&w->route_breakers[r], on_route_breaker_change,
-                                (void *)&g->s.routes[r]);
+      route_breaker_init(st, r);
       log_event(LOG_INFO, "breaker", NULL, "route %s: closed (a host of pool %s passes its "
-                "health checks again)", g->s.routes[r].label, g->s.pools[p].name);
+                "health checks again)", c->s.routes[r].label, c->s.pools[p].name);
     }
   }
 }
@@ -373,33 +578,36 @@ static void proxy_route(struct http_exchange *ex, void *data) {
     http_respond_error(ex, -1, NULL, NULL);
     return;
   }
-  struct gateway *g = w->g;
+  refresh(w);
+  struct gw_state *st = w->st;
+  struct gw_conf *c = st->conf;
   struct http_request *req = http_request_of(ex);
   size_t host_len = 0;
   const char *host = http_header_get(req, "host", &host_len);
-  int route = gw_route_match(&g->s, host, host_len, req->method, req->path, req->path_len);
+  int route = gw_route_match(&c->s, host, host_len, req->method, req->path, req->path_len);
   if (route < 0) {
     http_respond_error(ex, STRATA_ENOT_FOUND, "No route matches this request.", NULL);
     return;
   }
-  http_set_route(ex, g->s.routes[route].label, g->route_metrics[route]);
-  w->route_stats[route].requests++;
-  sync_health(w);
+  http_set_route(ex, c->s.routes[route].label, c->route_metrics[route]);
+  st->route_stats[route].requests++;
+  sync_health(st);
   struct auth_identity *id = arena_alloc(http_arena(ex), sizeof *id);
   if (!id) {
     http_respond_error(ex, -1, NULL, NULL);
     return;
   }
-  if (gw_protect(g, ex, (unsigned)route, id) != 0)
+  if (gw_protect(w->g, c, ex, (unsigned)route, id) != 0)
     return;
-  gw_proxy(ex, (unsigned)route, id);
+  gw_proxy(ex, st, (unsigned)route, id);
 }
 
 int gateway_routes_register(struct gateway *g, struct router *r) {
   /* The proxy streams bodies both ways: its route gets requests at
-   * headers-complete, with gateway.max_request_body as the body cap. */
+   * headers-complete, with gateway.max_request_body as the body cap (read
+   * at start: a reload does not change it). */
   if (observe_routes_register(r) != 0 ||
-      router_add_streaming(r, "*", "/*", proxy_route, NULL, g->s.max_request_body) != 0)
+      router_add_streaming(r, "*", "/*", proxy_route, NULL, g->conf->s.max_request_body) != 0)
     return -1;
   return 0;
 }

@@ -34,6 +34,7 @@ struct gw_pool {
   unsigned first, n_hosts;       /* hosts[first .. first + n_hosts) */
   int balance;                   /* enum lb_algorithm */
   char hash_header[128];         /* hash: the header whose value is the key ("" = client address) */
+  char hash_param[64];           /* hash: the route pattern's :NAME whose value is the key */
   uint32_t connect_timeout_ms;
   unsigned max_idle;             /* keep-alive connections per host per worker */
   uint32_t health_interval_ms;   /* active checks of GET health_path; 0 = off */
@@ -87,6 +88,12 @@ int gw_settings_from_config(const struct strata_config *cfg, struct gw_settings 
 int gw_route_match(const struct gw_settings *s, const char *host, size_t host_len,
                    const char *method, const char *path, size_t path_len);
 
+/* The value of the route pattern's parameter name in path (its raw
+ * segment): 1 with *val / *len set, 0 when the route has no such
+ * parameter or the path does not match. */
+int gw_route_param(const struct gw_route *r, const char *path, size_t path_len, const char *name,
+                   const char **val, size_t *len);
+
 /* The path sent upstream after the route's strip_prefix / rewrite_prefix:
  * writes it to out (cap bytes) and returns its length, or 0 when it does
  * not fit. */
@@ -108,6 +115,11 @@ const struct http_worker_hooks *gateway_worker_hooks(struct gateway *g);
  * health, breakers, routes, counters) behind a bearer token, and the
  * gateway's health and metrics. */
 int gateway_admin_register(struct gateway *g, struct router *r);
+
+/* Builds the configuration a reload (SIGHUP) switches to: the file and the
+ * command line again, into s. Returns 0, or -1 with the reasons in why. */
+typedef int (*gw_reload_cb)(void *ctx, struct gw_settings *s, char *why, size_t why_len);
+void gateway_set_reloader(struct gateway *g, gw_reload_cb cb, void *ctx);
 
 /* Starts / stops the active health checker thread. */
 int gateway_start(struct gateway *g);

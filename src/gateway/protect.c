@@ -37,7 +37,7 @@ static char *read_file(const char *path, size_t *len) {
 /* API key file: one key a line, "<id> <sha256 hex> [scope,scope...]";
  * blank lines and lines starting with # are skipped. Keys are stored hashed
  * only (hash one with `printf %s KEY | sha256sum`). */
-static int load_keys(struct gateway *g, const char *path, char *why, size_t why_len) {
+static int load_keys(struct gw_conf *g, const char *path, char *why, size_t why_len) {
   char *text = read_file(path, NULL);
   if (!text) {
     snprintf(why, why_len, "cannot read %s", path);
@@ -75,7 +75,7 @@ static int load_keys(struct gateway *g, const char *path, char *why, size_t why_
   return rc;
 }
 
-int gw_protect_init(struct gateway *g, char *why, size_t why_len) {
+int gw_protect_init(struct gw_conf *g, char *why, size_t why_len) {
   const struct gw_settings *s = &g->s;
   if (s->api_keys_file[0] && load_keys(g, s->api_keys_file, why, why_len) != 0)
     return -1;
@@ -138,7 +138,7 @@ int gw_protect_init(struct gateway *g, char *why, size_t why_len) {
   return 0;
 }
 
-void gw_protect_free(struct gateway *g) {
+void gw_protect_free(struct gw_conf *g) {
   auth_keyring_free(g->keys);
   ratelimit_free(g->rl);
   for (unsigned r = 0; r < CFG_MAX_ROUTES; r++)
@@ -164,13 +164,13 @@ static void add_header_lines(struct http_exchange *ex, char *block) {
   }
 }
 
-static int challenge(struct gateway *g, struct http_exchange *ex, enum auth_challenge c,
-                     const char *description) {
+static int challenge(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex,
+                     enum auth_challenge c, const char *description) {
   char value[512];
   unsigned schemes = (g->keys ? AUTH_SCHEME_API_KEY : 0) | (g->jwt.algs ? AUTH_SCHEME_BEARER : 0);
   if (auth_www_authenticate(schemes, c, "strata", description, NULL, value, sizeof value))
     http_add_header(ex, "WWW-Authenticate", value);
-  __atomic_add_fetch(&g->auth_failed, 1, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&gw->auth_failed, 1, __ATOMIC_RELAXED);
   int status = auth_challenge_status(c);
   http_respond_error(ex, status == 400 ? STRATA_EBAD_REQUEST : STRATA_EUNAUTHORIZED,
                      description, NULL);
@@ -179,8 +179,8 @@ static int challenge(struct gateway *g, struct http_exchange *ex, enum auth_chal
 
 /* Verifies the request's credentials into *id. Without any: 401, or 0 with
  * an anonymous id when the route allows that. */
-static int authenticate(struct gateway *g, struct http_exchange *ex, int anonymous_ok,
-                        struct auth_identity *id) {
+static int authenticate(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex,
+                        int anonymous_ok, struct auth_identity *id) {
   struct http_request *req = http_request_of(ex);
   size_t alen = 0, klen = 0;
   const char *authz = http_header_get(req, "authorization", &alen);
@@ -188,26 +188,26 @@ static int authenticate(struct gateway *g, struct http_exchange *ex, int anonymo
   struct auth_credentials cred;
   int rc = auth_credentials_parse(authz, alen, xkey, klen, &cred);
   if (rc == STRATA_EBAD_REQUEST)
-    return challenge(g, ex, AUTH_CHALLENGE_INVALID_REQUEST, "Malformed credentials.");
+    return challenge(gw, g, ex, AUTH_CHALLENGE_INVALID_REQUEST, "Malformed credentials.");
   if ((rc != 0 || cred.scheme == AUTH_SCHEME_NONE) && anonymous_ok)
     return 0;
   if (rc != 0 || cred.scheme == AUTH_SCHEME_NONE)
-    return challenge(g, ex, AUTH_CHALLENGE_MISSING, "Credentials are required.");
+    return challenge(gw, g, ex, AUTH_CHALLENGE_MISSING, "Credentials are required.");
   if (cred.scheme == AUTH_SCHEME_API_KEY) {
     if (!g->keys || auth_api_key(g->keys, cred.value, cred.len, id) != 0)
-      return challenge(g, ex, AUTH_CHALLENGE_INVALID_TOKEN, "Unknown API key.");
+      return challenge(gw, g, ex, AUTH_CHALLENGE_INVALID_TOKEN, "Unknown API key.");
     return 0;
   }
   char why[160];
   if (!g->jwt.algs ||
       auth_jwt(&g->jwt, cred.value, cred.len, (uint64_t)time(NULL), id, why, sizeof why) != 0)
-    return challenge(g, ex, AUTH_CHALLENGE_INVALID_TOKEN, g->jwt.algs ? why : "Bearer tokens are not accepted.");
+    return challenge(gw, g, ex, AUTH_CHALLENGE_INVALID_TOKEN, g->jwt.algs ? why : "Bearer tokens are not accepted.");
   return 0;
 }
 
 /* 403 unless id holds one of the route's scopes ("a,b": any one will do). */
-static int check_scopes(struct gateway *g, struct http_exchange *ex, const char *scopes,
-                        const struct auth_identity *id) {
+static int check_scopes(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex,
+                        const char *scopes, const struct auth_identity *id) {
   char scope[128], listed[300] = "";
   size_t used = 0;
   for (const char *p = scopes; *p;) {
@@ -227,19 +227,19 @@ static int check_scopes(struct gateway *g, struct http_exchange *ex, const char 
   if (auth_www_authenticate(schemes, AUTH_CHALLENGE_INSUFFICIENT_SCOPE, "strata",
                             "A scope this route needs is missing.", listed, value, sizeof value))
     http_add_header(ex, "WWW-Authenticate", value);
-  __atomic_add_fetch(&g->forbidden, 1, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&gw->forbidden, 1, __ATOMIC_RELAXED);
   http_respond_error(ex, STRATA_EFORBIDDEN, "A scope this route needs is missing.", NULL);
   return -1;
 }
 
-int gw_protect(struct gateway *g, struct http_exchange *ex, unsigned route,
+int gw_protect(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex, unsigned route,
                struct auth_identity *id) {
   const struct gw_route *rt = &g->s.routes[route];
   memset(id, 0, sizeof *id);
   id->kind = AUTH_KIND_NONE;
-  if (g->credentials_accepted && authenticate(g, ex, rt->rc.auth_anonymous, id) != 0)
+  if (g->credentials_accepted && authenticate(gw, g, ex, rt->rc.auth_anonymous, id) != 0)
     return -1;
-  if (rt->rc.scopes[0] && check_scopes(g, ex, rt->rc.scopes, id) != 0)
+  if (rt->rc.scopes[0] && check_scopes(gw, g, ex, rt->rc.scopes, id) != 0)
     return -1;
   struct ratelimit *rl = g->route_rl[route] ? g->route_rl[route] : g->rl;
   if (!rl)
@@ -261,10 +261,10 @@ int gw_protect(struct gateway *g, struct http_exchange *ex, unsigned route,
   if (allowed >= 0 && ratelimit_headers(rl, &r, lines, sizeof lines))
     add_header_lines(ex, lines);
   if (allowed == 0) {
-    __atomic_add_fetch(&g->rate_limited, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&gw->rate_limited, 1, __ATOMIC_RELAXED);
     struct gw_worker *w = http_worker_data(ex);
-    if (w)
-      w->route_stats[route].rate_limited++;
+    if (w && w->st->conf == g)
+      w->st->route_stats[route].rate_limited++;
     http_respond_error(ex, STRATA_ETOO_MANY_REQUESTS, "Rate limit exceeded; see Retry-After.", NULL);
     return -1;
   }

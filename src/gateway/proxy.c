@@ -7,34 +7,6 @@
  *       --failure, retryable, budget and deadline allow------> backoff -> pick another host -> try
  *       --failure, no retry left--------------------------------> 502 / 503 / 504
  *
- * Bodies stream both ways with bounded memory.
- *
- *   Request body (the gateway's route is a streaming route, http.h): a
- *   declared body up to 64 KiB arrives whole and goes in the request
- *   buffer, as any request. A larger, chunked or 100-continue body is read
- *   here: its first REPLAY_MAX bytes are gathered first (the 100 Continue
- *   goes out only then, after authentication and rate limiting). A body
- *   that ends within them is sent whole with a Content-Length and retried
- *   like any request. Otherwise the try starts with the head and the
- *   gathered bytes and the rest streams on (the client's Content-Length,
- *   else chunked); pump() writes what the try has not had and pauses the
- *   client while the upstream does not keep up. The gathered bytes are the
- *   retry buffer (Envoy's): a try that fails before the body outgrew them
- *   is retried from them; once bytes past them went out it is not.
- *
- *   Answer: relay_mode() is the one place that decides. RELAY_BUFFER keeps
- *   the whole answer (up to gateway.max_response) and relays it at once
- *   (relay()): answers to HEAD, and 502/503/504, which may be retried or
- *   replaced by the route's fallback (and, for the response cache, answers
- *   it will store). RELAY_STREAM relays the head as soon as it arrives and
- *   each piece as it comes, pausing the upstream while the client lags
- *   (http_stream_write() returns 1 until on_drain). Once the client has the
- *   status line a failure can only cut its connection (http_abort): no
- *   terminating chunk, a short Content-Length.
- *
- *   The client failing (closed, reset, a bad or too large body, a body
- *   timeout) cancels the try in flight or the retry waiting (give_up).
- *
  * Retryable: a failure before anything was sent (connect failure, stale
  * keep-alive connection) always; a reset, a timeout or a 502/503/504 only
  * when the request is safe to repeat (idempotent method, or an
@@ -47,7 +19,42 @@
  * cross; X-Forwarded-For/-Proto/-Host and Forwarded are rebuilt (a client's
  * own copies are kept only for the configured number of trusted hops);
  * identity headers are the gateway's alone; X-Request-Id and traceparent
- * are propagated. */
+ * are propagated.
+ *
+ * Bodies stream both ways with bounded memory.
+ *
+ *   Request body (the gateway's route is a streaming route, http.h): a
+ *   declared body up to 64 KiB arrives whole and goes in the request
+ *   buffer, as any request. A larger, chunked or 100-continue body is read
+ *   here: its first REPLAY_MAX bytes are gathered first (the 100 Continue
+ *   goes out only then, after authentication, rate limiting, the cache and
+ *   the route's breaker). A body that ends within them is sent whole with a
+ *   Content-Length and retried like any request. Otherwise the try starts
+ *   with the head and the gathered bytes and the rest streams on (the
+ *   client's Content-Length, else chunked); pump() writes what the try has
+ *   not had and pauses the client while the upstream does not keep up. The
+ *   gathered bytes are the retry buffer (Envoy's): a try that fails before
+ *   the body outgrew them is retried from them; once bytes past them went
+ *   out it is not.
+ *
+ *   Answer: relay_mode() is the one place that decides. RELAY_BUFFER keeps
+ *   the whole answer (up to gateway.max_response) and relays it at once
+ *   (relay(), which also stores it in the response cache): answers to HEAD,
+ *   502/503/504 (and 500 on a caching route), which may be retried or
+ *   replaced by a fallback, answers of a declared length up to 64 KiB, and
+ *   cacheable answers up to the cache's entry size. RELAY_STREAM relays the
+ *   head as soon as it arrives and each piece as it comes, pausing the
+ *   upstream while the client lags (http_stream_write() returns 1 until
+ *   on_drain). Once the client has part of the answer a failure can only
+ *   cut its connection (http_abort): no terminating chunk, a short
+ *   Content-Length.
+ *
+ *   The client failing (closed, reset, a bad or too large body, a body
+ *   timeout) cancels the try in flight or the retry waiting (give_up).
+ *
+ * Every end of an exchange (relay, fail, a cached answer, the end or the
+ * abort of a stream) calls gw_state_leave() once, after its final http_*
+ * call: the call lived in the exchange's arena and is not used after. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +65,7 @@
 #include "core/strbuf.h"
 #include "gateway/identity.h"
 #include "gateway/internal.h"
+#include "gateway/respcache.h"
 #include "observe/log.h"
 #include "observe/trace.h"
 
@@ -80,16 +88,24 @@ struct proxy_call {
   struct http_exchange *ex;
   const struct auth_identity *id;
   struct gw_worker *w;
+  struct gw_state *st;    /* the worker's state for the conf it started on */
   const struct gw_route *route;
   unsigned route_index;
   unsigned pool;
   const char *path;       /* as sent upstream (after strip/rewrite) */
   size_t path_len;
   int route_breaker;      /* the route's breaker let this request in: report to it */
+  /* response cache (routes with `cache:`; GET and HEAD) */
+  char *cache_key;        /* NULL: not cached */
+  size_t cache_key_len;
+  struct respcache_request crq;
+  int cache_lead;         /* others wait on this fetch: flight_done() at the end */
+  const char *cache_status; /* for the access line, once: MISS, EXPIRED, BYPASS, ... */
   char *request;
   size_t len;
   int head;
   int safe;
+  int safe_method;        /* GET, HEAD, OPTIONS, TRACE: nothing to invalidate */
   unsigned attempt;
   int host;
   int last_host;
@@ -101,8 +117,8 @@ struct proxy_call {
   uv_timer_t *backoff;      /* the retry waiting, or NULL */
   int relay;                /* enum relay_mode of the answer coming in */
   int streaming_out;        /* its head went to the client: no retry, no other answer */
-  int head_in;              /* ... and came after head_ms */
-  uint32_t head_ms;
+  int head_in;              /* ... and came after head_ns */
+  uint64_t head_ns;
   size_t headers_mark;      /* the client's headers before the answer's (for a retraction) */
   int up_paused;            /* the try's reading is paused for the client */
   int logged;               /* log_upstream() ran */
@@ -251,7 +267,7 @@ static void put_u64(struct strbuf *sb, uint64_t v) {
 static int build_request(struct proxy_call *call, const char *body, size_t body_len,
                          enum body_framing framing) {
   struct http_request *req = http_request_of(call->ex);
-  const struct gw_settings *s = &call->w->g->s;
+  const struct gw_settings *s = &call->st->conf->s;
   struct strbuf sb = call->w->request_buf; /* reused: no malloc per request */
   strbuf_clear(&sb);
   strbuf_append(&sb, req->method, req->method_len);
@@ -281,7 +297,7 @@ static int build_request(struct proxy_call *call, const char *body, size_t body_
   if (!host) { /* HTTP/1.0 without Host: name the upstream */
     strbuf_puts(&sb, "Host: ");
     strbuf_puts(&sb, upstream_host_name(
-                         call->w->hosts[gw_host_index(call->w->g, call->pool, 0)]));
+                         call->st->hosts[gw_host_index(call->st->conf, call->pool, 0)]));
     strbuf_puts(&sb, "\r\n");
   }
   char ip[64];
@@ -369,7 +385,7 @@ static void route_outcome(struct proxy_call *call, int ok) {
     return;
   call->route_breaker = 0;
   uint64_t now = uv_now(call->w->loop);
-  breaker_report(&call->w->route_breakers[call->route_index], now, ok,
+  breaker_report(&call->st->route_breakers[call->route_index], now, ok,
                  (uint32_t)(now - call->started));
 }
 
@@ -381,19 +397,89 @@ static void log_streamed(struct proxy_call *call) {
     http_log_u64(call->ex, "bodyBytesDown", call->bytes_down);
 }
 
+/* The access line's cache status, written once (an answer from the cache
+ * replaces the lookup's MISS with STALE or COALESCED). */
+static void log_cache(struct proxy_call *call) {
+  if (!call->cache_status)
+    return;
+  http_log_str(call->ex, "cache", call->cache_status);
+  call->cache_status = NULL;
+}
+
+/* Answers from a stored response (headers copied; Age set). */
+static void answer_cached(struct proxy_call *call, const struct respcache_hit *hit) {
+  struct http_exchange *ex = call->ex;
+  for (unsigned i = 0; i < hit->n_headers; i++)
+    http_add_header_n(ex, hit->headers[i].name, hit->headers[i].name_len, hit->headers[i].value,
+                      hit->headers[i].value_len);
+  char age[24];
+  snprintf(age, sizeof age, "%llu", (unsigned long long)hit->age_s);
+  http_add_header(ex, "Age", age);
+  call->cache_status = respcache_status_name(hit->status);
+  log_cache(call);
+  if (call->head)
+    http_set_head_length(ex, hit->body_len);
+  http_respond(ex, hit->http_status, NULL, hit->body, hit->body_len);
+}
+
+/* The leader of a coalesced fetch is done: the waiters get their answer. */
+static void cache_flight_done(struct proxy_call *call) {
+  if (!call->cache_lead)
+    return;
+  call->cache_lead = 0;
+  respcache_flight_done(call->w->cache, call->cache_key, call->cache_key_len, uv_now(call->w->loop));
+}
+
+/* The upstream failed (or every breaker is open): the last good response
+ * within its stale-if-error window, when the route caches. Returns 1 when
+ * it answered. */
+static int answer_stale(struct proxy_call *call) {
+  if (!call->cache_key)
+    return 0;
+  struct respcache_hit hit;
+  if (respcache_lookup_stale(call->w->cache, call->cache_key, call->cache_key_len, &call->crq,
+                             uv_now(call->w->loop), &hit) != RESPCACHE_HIT)
+    return 0;
+  call->st->route_stats[call->route_index].fallbacks++;
+  http_log_str(call->ex, "fallback", "stale");
+  http_add_header(call->ex, "X-Strata-Fallback", "stale");
+  answer_cached(call, &hit);
+  return 1;
+}
+
 /* The route's static fallback, when it has one: answers and returns 1. */
-static int answer_fallback(struct proxy_call *call) {
+static int answer_static(struct proxy_call *call) {
   const struct route_config *rc = &call->route->rc;
   if (!rc->fallback_status)
     return 0;
-  call->w->route_stats[call->route_index].fallbacks++;
+  call->st->route_stats[call->route_index].fallbacks++;
   http_log_str(call->ex, "fallback", "static");
-  http_add_header(call->ex, "X-Strata-Fallback", "static");
+  log_cache(call);
   log_streamed(call);
+  http_add_header(call->ex, "X-Strata-Fallback", "static");
   http_respond(call->ex, (int)rc->fallback_status,
                rc->fallback_content_type[0] ? rc->fallback_content_type : "application/json",
                rc->fallback_body, strlen(rc->fallback_body));
   return 1;
+}
+
+/* The gateway could not get a good answer: a stale stored one, else the
+ * route's static fallback. Returns 1 when one answered. */
+static int answer_fallback(struct proxy_call *call) {
+  return answer_stale(call) || answer_static(call);
+}
+
+/* Stored answers for the request's URI are dropped (after a successful
+ * unsafe request to it). */
+static void invalidate(struct proxy_call *call) {
+  struct http_request *req = http_request_of(call->ex);
+  size_t host_len = 0;
+  const char *host = http_header_get(req, "host", &host_len);
+  char key[RESPCACHE_KEY_MAX + 1];
+  size_t n = respcache_key(key, sizeof key, "GET", host ? host : "", host_len, req->path,
+                           req->path_len, req->query, req->query_len);
+  if (n)
+    respcache_invalidate(call->w->cache, key, n);
 }
 
 /* The upstream's response headers that cross to the client. */
@@ -408,20 +494,21 @@ static void relay_headers(struct proxy_call *call, const struct upstream_respons
   }
 }
 
-/* How the answer reaches the client: the one place that decides (the
- * response cache adds its stored answers to RELAY_BUFFER here). */
+/* How the answer reaches the client: the one place that decides. */
 static enum relay_mode relay_mode(const struct proxy_call *call,
                                   const struct upstream_response *r) {
   if (call->head)
     return RELAY_BUFFER; /* no body; relay() announces the GET's length */
-  if (r->status >= 502 && r->status <= 504)
-    return RELAY_BUFFER; /* may be retried or replaced by the fallback */
+  if ((r->status >= 502 && r->status <= 504) || (r->status == 500 && call->cache_key))
+    return RELAY_BUFFER; /* may be retried, or replaced by a stale or static fallback */
   if (r->has_content_length && r->content_length <= REPLAY_MAX)
     return RELAY_BUFFER; /* small: relayed whole, so a cut body is still a 502 */
+  if (call->cache_key && r->has_content_length && r->content_length <= call->w->cache_entry_max)
+    return RELAY_BUFFER; /* the cache may store it (relay()) */
   return RELAY_STREAM;
 }
 
-/* Relays a whole (RELAY_BUFFER) answer. */
+/* Relays a whole (RELAY_BUFFER) answer, storing it when the route caches. */
 static void relay(struct proxy_call *call, struct upstream_response *r) {
   struct http_exchange *ex = call->ex;
   relay_headers(call, r);
@@ -429,22 +516,48 @@ static void relay(struct proxy_call *call, struct upstream_response *r) {
     http_set_head_length(ex, r->content_length);
   log_upstream(call);
   route_outcome(call, r->status < 500);
-  if (r->status >= 502 && r->status <= 504 && answer_fallback(call))
-    return;
-  log_streamed(call);
-  http_respond(ex, r->status, NULL, r->body, r->body_len);
+  struct gw_worker *w = call->w;
+  struct gw_state *st = call->st;
+  uint64_t now = uv_now(w->loop);
+  if (call->cache_key && !call->head) {
+    struct respcache_route rr = {call->route->rc.cache_ttl_ms,
+                                 call->route->rc.cache_stale_if_error_ms};
+    struct respcache_policy pol;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (respcache_policy_from_response(r->status, r->headers, r->n_headers, wall,
+                                       now - call->try_started, &rr, &pol))
+      respcache_store(w->cache, call->cache_key, call->cache_key_len, &call->crq, &pol, r->status,
+                      r->headers, r->n_headers, r->body, r->body_len, now);
+  } else if (r->status < 400 && !call->safe_method) {
+    /* a successful unsafe request makes stored answers for its URI stale
+     * (RFC 9111 4.4) */
+    invalidate(call);
+  }
+  cache_flight_done(call);
+  /* stale-if-error covers 500 and 502..504 (RFC 5861); the static fallback
+   * answers for an unavailable upstream (502..504) */
+  int unavailable = r->status >= 502 && r->status <= 504;
+  if (!(((unavailable || r->status == 500) && answer_stale(call)) ||
+        (unavailable && answer_static(call)))) {
+    log_cache(call);
+    log_streamed(call);
+    http_respond(ex, r->status, NULL, r->body, r->body_len);
+  }
+  gw_state_leave(w, st); /* call lived in the exchange's arena: not used past here */
 }
 
 /* What the access line says about the upstream side of this request. */
 static void log_upstream(struct proxy_call *call) {
   struct http_exchange *ex = call->ex;
-  struct gw_worker *w = call->w;
+  struct gw_state *st = call->st;
   if (call->logged)
     return;
   call->logged = 1;
   if (call->host >= 0) {
-    http_log_str(ex, "upstream", upstream_host_name(w->hosts[call->host]));
-    http_log_str(ex, "breaker", breaker_state_name(breaker_state(&w->breakers[call->host])));
+    http_log_str(ex, "upstream", upstream_host_name(st->hosts[call->host]));
+    http_log_str(ex, "breaker", breaker_state_name(breaker_state(&st->breakers[call->host])));
   }
   http_log_u64(ex, "attempts", call->attempt + (call->host >= 0 ? 1u : 0u));
   http_log_u64(ex, "upstreamUs", call->upstream_us);
@@ -454,10 +567,15 @@ static void log_upstream(struct proxy_call *call) {
 static void fail(struct proxy_call *call, int err, const char *message) {
   log_upstream(call);
   route_outcome(call, 0);
-  if (answer_fallback(call))
-    return;
-  log_streamed(call);
-  http_respond_error(call->ex, err, message, NULL);
+  cache_flight_done(call);
+  struct gw_worker *w = call->w;
+  struct gw_state *st = call->st;
+  if (!answer_fallback(call)) {
+    log_cache(call);
+    log_streamed(call);
+    http_respond_error(call->ex, err, message, NULL);
+  }
+  gw_state_leave(w, st);
 }
 
 /* ---- the request body ------------------------------------------------------ */
@@ -545,43 +663,40 @@ static void retry_later(struct proxy_call *call, uint64_t delay_ms) {
   uv_timer_start(t, on_backoff, delay_ms, 0);
 }
 
-static enum retry_cause cause_of(int rc) {
-  switch (rc) {
-  case UPSTREAM_ECONNECT: return RETRY_CAUSE_CONNECT_FAILURE;
-  case UPSTREAM_ETIMEOUT: return RETRY_CAUSE_TIMEOUT;
-  case UPSTREAM_OK: return RETRY_CAUSE_STATUS;
-  default: return RETRY_CAUSE_RESET;
-  }
-}
-
 /* The try ended (rc, and the status when there was an answer): the
- * balancer, the host's breaker and its counters hear it. A streamed answer
- * is judged by its status (and its time to the head), unless its body
- * failed. */
+ * balancer, the host's breaker, its latency histogram and its counters hear
+ * it. A streamed answer is judged by its status and its time to the head,
+ * unless its body failed. */
 static void try_ended(struct proxy_call *call, int rc, int status) {
   struct gw_worker *w = call->w;
   int host = call->host;
   uint64_t now = uv_now(w->loop);
-  uint32_t took = call->head_in ? call->head_ms : (uint32_t)(now - call->try_started);
+  uint64_t took_ns = call->head_in ? call->head_ns : uv_hrtime() - call->try_started_ns;
+  uint32_t took = (uint32_t)(took_ns / 1000000);
   if (!call->head_in)
-    call->upstream_us += (uv_hrtime() - call->try_started_ns) / 1000;
-  struct lb_pool *pool = &w->pools[call->pool];
-  int local = host - (int)w->g->s.pools[call->pool].first;
+    call->upstream_us += took_ns / 1000;
+  if (!call->st->upstream_latency[host])
+    __atomic_store_n(&call->st->upstream_latency[host], calloc(1, sizeof(struct histogram)),
+                     __ATOMIC_RELEASE); /* read by /metrics on other threads */
+  if (call->st->upstream_latency[host] && rc != UPSTREAM_ECANCELED)
+    histogram_record(call->st->upstream_latency[host], took_ns);
+  struct lb_pool *pool = &call->st->pools[call->pool];
+  int local = host - (int)call->st->conf->s.pools[call->pool].first;
   lb_end(pool, local);
   int ok = rc == UPSTREAM_OK && status < 500;
   if (rc != UPSTREAM_ESTALE && rc != UPSTREAM_ECANCELED) {
     /* a stale pooled connection says nothing about the host's health */
-    breaker_report(&w->breakers[host], now, ok, took);
+    breaker_report(&call->st->breakers[host], now, ok, took);
     if (lb_report(pool, local, ok, now)) {
-      w->stats[host].ejections++;
+      call->st->stats[host].ejections++;
       log_event(LOG_WARN, "upstream_ejected", NULL, "%s failed %u times in a row: ejected",
-                upstream_host_name(w->hosts[host]), pool->hosts[local].consecutive_failures);
+                upstream_host_name(call->st->hosts[host]), pool->hosts[local].consecutive_failures);
     }
   }
   if (rc == UPSTREAM_OK)
-    w->stats[host].responses[status / 100 - 1 < 5 ? status / 100 - 1 : 4]++;
+    call->st->stats[host].responses[status / 100 - 1 < 5 ? status / 100 - 1 : 4]++;
   else if (rc != UPSTREAM_ECANCELED) /* the client gave up: not the host's doing */
-    w->stats[host].failures++;
+    call->st->stats[host].failures++;
 }
 
 /* A try that ended before anything reached the client: retry, relay the
@@ -603,7 +718,7 @@ static void on_upstream(struct proxy_call *call, int rc, struct upstream_respons
                   (rc == UPSTREAM_ESTALE ||
                    (rc != UPSTREAM_ECANCELED && rc != UPSTREAM_EPROTO &&
                     (nothing_sent || call->safe) &&
-                    retry_should(pol, cause_of(rc), rc == UPSTREAM_OK ? r->status : 0)));
+                    retry_should(pol, upstream_retry_cause(rc), rc == UPSTREAM_OK ? r->status : 0)));
   if (retryable && call->attempt + 1 < pol->max_attempts && now < call->deadline &&
       (rc == UPSTREAM_ESTALE || retry_budget_try(&w->budget, now))) {
     /* Nothing reached the host (a stale connection, a refused connect):
@@ -623,7 +738,7 @@ static void on_upstream(struct proxy_call *call, int rc, struct upstream_respons
     if (now + delay < call->deadline) {
       call->attempt++;
       call->last_host = host;
-      w->stats[host].retries++;
+      call->st->stats[host].retries++;
       client_flow(call, 0); /* the body waits for the next try */
       retry_later(call, delay);
       return;
@@ -651,6 +766,17 @@ static void on_upstream(struct proxy_call *call, int rc, struct upstream_respons
 
 /* ---- upstream events of a try ------------------------------------------------ */
 
+/* What an exchange that ends outside relay()/fail() reports before its
+ * final answer: the route's breaker, the cache's waiters, and the access
+ * line's upstream, cache and body members. */
+static void report_end(struct proxy_call *call, int route_ok) {
+  log_upstream(call);
+  route_outcome(call, route_ok);
+  cache_flight_done(call);
+  log_cache(call);
+  log_streamed(call);
+}
+
 static int on_up_head(struct upstream_response *r, void *arg) {
   struct proxy_call *call = arg;
   call->relay = relay_mode(call, r);
@@ -659,8 +785,8 @@ static int on_up_head(struct upstream_response *r, void *arg) {
   /* From here the answer is the client's: no retry, no fallback. */
   call->streaming_out = 1;
   call->head_in = 1;
-  call->head_ms = (uint32_t)(uv_now(call->w->loop) - call->try_started);
-  call->upstream_us += (uv_hrtime() - call->try_started_ns) / 1000;
+  call->head_ns = uv_hrtime() - call->try_started_ns;
+  call->upstream_us += call->head_ns / 1000;
   call->headers_mark = http_headers_mark(call->ex);
   relay_headers(call, r);
   http_stream_start(call->ex, r->status, NULL,
@@ -690,11 +816,14 @@ static void on_up_end(struct upstream_response *r, void *arg) {
     on_upstream(call, UPSTREAM_OK, r);
     return;
   }
+  struct gw_worker *w = call->w;
+  struct gw_state *st = call->st;
   try_ended(call, UPSTREAM_OK, r->status);
-  log_upstream(call);
-  route_outcome(call, r->status < 500);
-  log_streamed(call);
+  if (r->status < 400 && !call->safe_method)
+    invalidate(call); /* as relay() does */
+  report_end(call, r->status < 500);
   http_stream_end(call->ex);
+  gw_state_leave(w, st);
 }
 
 static void on_up_error(int rc, void *arg) {
@@ -711,12 +840,13 @@ static void on_up_error(int rc, void *arg) {
     return;
   }
   /* The client has part of the answer: cut it short. */
+  struct gw_worker *w = call->w;
+  struct gw_state *st = call->st;
   try_ended(call, rc, 0);
-  log_upstream(call);
-  route_outcome(call, 0);
   http_log_str(call->ex, "upstreamError", upstream_result_name(rc));
-  log_streamed(call);
+  report_end(call, 0);
   http_abort(call->ex, STRATA_EBAD_GATEWAY);
+  gw_state_leave(w, st);
 }
 
 static const struct upstream_stream_cbs upstream_cbs = {
@@ -746,8 +876,8 @@ static void try_next(struct proxy_call *call) {
    * a retry prefers another host than the last. */
   int host = -1;
   uint64_t retry_after = 0;
-  const struct gw_pool *pc = &w->g->s.pools[call->pool];
-  struct lb_pool *pool = &w->pools[call->pool];
+  const struct gw_pool *pc = &call->st->conf->s.pools[call->pool];
+  struct lb_pool *pool = &call->st->pools[call->pool];
   int first = (int)pc->first;
   int exclude = call->attempt && call->last_host >= 0 ? call->last_host - first : -1;
   const char *key = NULL;
@@ -756,6 +886,9 @@ static void try_next(struct proxy_call *call) {
     struct http_request *req = http_request_of(call->ex);
     if (pc->hash_header[0])
       key = http_header_get(req, pc->hash_header, &key_len);
+    else if (pc->hash_param[0] &&
+             !gw_route_param(call->route, req->path, req->path_len, pc->hash_param, &key, &key_len))
+      key = NULL;
     if (!key) { /* by client address: the part before the port */
       key = req->remote ? req->remote : "";
       const char *colon = strrchr(key, ':');
@@ -766,12 +899,12 @@ static void try_next(struct proxy_call *call) {
     int h = lb_pick(pool, key, key_len, now, trace_random64(), exclude);
     if (h < 0)
       break;
-    if (breaker_allow(&w->breakers[first + h], now)) {
+    if (breaker_allow(&call->st->breakers[first + h], now)) {
       host = first + h;
       break;
     }
-    w->stats[first + h].breaker_rejected++;
-    uint64_t ra = breaker_retry_after_ms(&w->breakers[first + h], now);
+    call->st->stats[first + h].breaker_rejected++;
+    uint64_t ra = breaker_retry_after_ms(&call->st->breakers[first + h], now);
     if (!retry_after || ra < retry_after)
       retry_after = ra;
     exclude = h;
@@ -791,7 +924,7 @@ static void try_next(struct proxy_call *call) {
   call->end_sent = 0;
   call->buf_sent = 0; /* a retry sends the kept body again */
   lb_begin(pool, host - first);
-  w->stats[host].requests++;
+  call->st->stats[host].requests++;
   uint64_t left = deadline_try_ms(&call->route->retry, call->deadline, now);
   struct upstream_stream_req r = {
       .head = call->request,
@@ -800,21 +933,25 @@ static void try_next(struct proxy_call *call) {
       .body_follows = call->body_stream,
       .timeout_ms = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left,
       .idle_timeout_ms = call->route->retry.per_try_timeout_ms,
-      .max_body = w->g->s.max_response_bytes,
+      .max_body = call->st->conf->s.max_response_bytes,
   };
-  if (upstream_stream(w->hosts[host], &r, http_arena(call->ex), &upstream_cbs, call, &call->up) !=
-      0) {
+  if (upstream_stream(call->st->hosts[host], &r, http_arena(call->ex), &upstream_cbs, call,
+                      &call->up) != 0) {
     call->up = NULL;
     lb_end(pool, host - first);
     fail(call, STRATA_EINTERNAL, "The request could not be sent upstream.");
   }
 }
 
+/* The route's breaker, then the upstream: the part of a request after the
+ * cache had nothing for it. */
 /* ---- client events ------------------------------------------------------------ */
 
 /* Ends the exchange early (the client failed, or the body cannot be
  * handled): the try in flight or the retry waiting is dropped first. */
 static void give_up(struct proxy_call *call, int err) {
+  struct gw_worker *w = call->w;
+  struct gw_state *st = call->st;
   if (call->backoff) {
     uv_close((uv_handle_t *)call->backoff, on_backoff_closed);
     call->backoff = NULL;
@@ -824,10 +961,9 @@ static void give_up(struct proxy_call *call, int err) {
     call->up = NULL;
     try_ended(call, UPSTREAM_ECANCELED, 0);
   }
-  log_upstream(call);
-  route_outcome(call, 1); /* not the upstream's doing */
-  log_streamed(call);
+  report_end(call, 1); /* not the upstream's doing */
   http_abort(call->ex, err);
+  gw_state_leave(w, st);
 }
 
 /* Gathering is over: the total timeout counts from here, as it does from
@@ -916,7 +1052,133 @@ static const struct http_stream_cbs client_cbs = {
     .on_error = on_client_error,
 };
 
-void gw_proxy(struct http_exchange *ex, unsigned route, const struct auth_identity *id) {
+static void start(struct proxy_call *call) {
+  struct gw_worker *w = call->w;
+  struct gw_state *st = call->st;
+  struct http_exchange *ex = call->ex;
+  if (http_stream_attach(ex, &client_cbs, call) != 0) {
+    /* the client left while the request waited on the cache */
+    cache_flight_done(call);
+    log_cache(call);
+    http_abort(ex, STRATA_ECLIENT_CLOSED);
+    gw_state_leave(w, st);
+    return;
+  }
+  /* The route's own breaker first: while it is open the answer (fallback
+   * or 503 + Retry-After) costs no upstream work. */
+  struct breaker *rb = &st->route_breakers[call->route_index];
+  uint64_t now = uv_now(w->loop);
+  if (!breaker_allow(rb, now)) {
+    st->route_stats[call->route_index].breaker_rejected++;
+    http_log_str(ex, "breaker", breaker_state_name(breaker_state(rb)));
+    cache_flight_done(call);
+    if (!answer_fallback(call)) {
+      log_cache(call);
+      set_retry_after(call, breaker_retry_after_ms(rb, now));
+      http_respond_error(ex, STRATA_EUNAVAILABLE, "The route's circuit breaker is open.", NULL);
+    }
+    gw_state_leave(w, st);
+    return;
+  }
+  call->route_breaker = 1;
+  retry_budget_request(&w->budget, now);
+  if (http_body_streaming(ex)) {
+    /* Gather the first REPLAY_MAX bytes (100 Continue goes out now). */
+    call->buf = arena_alloc(http_arena(ex), BODY_BUF_CAP);
+    if (!call->buf) {
+      give_up(call, STRATA_EINTERNAL);
+      return;
+    }
+    call->body_stream = 1;
+    call->gathering = 1;
+    call->replayable = 1;
+    http_body_start(ex);
+    return;
+  }
+  struct http_request *req = http_request_of(ex);
+  if (build_request(call, req->body, req->body_len, BODY_INLINE) != 0) {
+    route_outcome(call, 1); /* not the upstream's fault */
+    cache_flight_done(call);
+    http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
+    gw_state_leave(w, st);
+    return;
+  }
+  try_next(call);
+}
+
+static void on_cache_timer(uv_timer_t *t) {
+  struct gw_worker *w = t->data;
+  gw_cache_arm(w, respcache_tick(w->cache, uv_now(w->loop)));
+}
+
+void gw_cache_arm(struct gw_worker *w, uint64_t deadline) {
+  if (deadline == UINT64_MAX) {
+    uv_timer_stop(&w->cache_timer);
+    return;
+  }
+  uint64_t now = uv_now(w->loop);
+  uv_timer_start(&w->cache_timer, on_cache_timer, deadline > now ? deadline - now : 0, 0);
+}
+
+/* A request that waited on another's fetch of the same response. */
+static void on_cache_wait(enum respcache_result r, const struct respcache_hit *hit, void *arg) {
+  struct proxy_call *call = arg;
+  if (r == RESPCACHE_HIT) {
+    struct gw_worker *w = call->w;
+    struct gw_state *st = call->st;
+    answer_cached(call, hit);
+    gw_state_leave(w, st);
+  } else if (r == RESPCACHE_FETCH) {
+    call->cache_status = "MISS";
+    start(call);
+  } else { /* the worker is stopping */
+    struct gw_worker *w = call->w;
+    struct gw_state *st = call->st;
+    http_respond_error(call->ex, STRATA_EUNAVAILABLE, "The gateway is stopping.", NULL);
+    gw_state_leave(w, st);
+  }
+}
+
+/* Looks the request up in the response cache when its route caches.
+ * Returns 1 when it was answered or waits (on_cache_wait), 0 to go on. */
+static int try_cache(struct proxy_call *call, struct http_request *req) {
+  const struct route_config *rc = &call->route->rc;
+  if (!rc->cache_ttl_ms && !rc->cache_stale_if_error_ms)
+    return 0;
+  size_t host_len = 0;
+  const char *host = http_header_get(req, "host", &host_len);
+  char *key = arena_alloc(http_arena(call->ex), RESPCACHE_KEY_MAX + 1);
+  size_t n = key ? respcache_key(key, RESPCACHE_KEY_MAX + 1, req->method, host ? host : "",
+                                 host_len, req->path, req->path_len, req->query, req->query_len)
+                 : 0;
+  if (!n)
+    return 0; /* not GET or HEAD, or too long a key: not cached */
+  call->cache_key = key;
+  call->cache_key_len = n;
+  respcache_request_init(&call->crq, req->method, req->headers, req->n_headers,
+                         call->id && call->id->kind != AUTH_KIND_NONE);
+  struct gw_worker *w = call->w;
+  struct respcache_hit hit;
+  uint64_t now = uv_now(w->loop);
+  switch (respcache_lookup_or_join(w->cache, key, n, &call->crq, now, on_cache_wait, call, &hit)) {
+  case RESPCACHE_HIT:
+    answer_cached(call, &hit);
+    gw_state_leave(w, call->st);
+    return 1;
+  case RESPCACHE_WAIT:
+    gw_cache_arm(w, respcache_tick(w->cache, now));
+    return 1;
+  case RESPCACHE_LEAD:
+    call->cache_lead = 1;
+    /* fall through */
+  default:
+    call->cache_status = respcache_status_name(hit.status);
+    return 0;
+  }
+}
+
+void gw_proxy(struct http_exchange *ex, struct gw_state *st, unsigned route,
+              const struct auth_identity *id) {
   struct gw_worker *w = http_worker_data(ex);
   struct http_request *req = http_request_of(ex);
   struct proxy_call *call = arena_alloc(http_arena(ex), sizeof *call);
@@ -927,11 +1189,14 @@ void gw_proxy(struct http_exchange *ex, unsigned route, const struct auth_identi
   memset(call, 0, sizeof *call);
   call->ex = ex;
   call->w = w;
+  call->st = st;
   call->id = id;
-  call->route = &w->g->s.routes[route];
+  call->route = &st->conf->s.routes[route];
   call->route_index = route;
   call->pool = call->route->pool;
   call->head = strcmp(req->method, "HEAD") == 0;
+  call->safe_method = call->head || strcmp(req->method, "GET") == 0 ||
+                      strcmp(req->method, "OPTIONS") == 0 || strcmp(req->method, "TRACE") == 0;
   call->safe = retry_is_safe(req->method, http_header_get(req, "idempotency-key", NULL) != NULL, 0);
   call->started = uv_now(w->loop);
   call->deadline = deadline_after(call->started, call->route->retry.total_timeout_ms);
@@ -946,38 +1211,8 @@ void gw_proxy(struct http_exchange *ex, unsigned route, const struct auth_identi
     http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
     return;
   }
-  /* The route's own breaker first: while it is open the answer (fallback
-   * or 503 + Retry-After) costs no upstream work. */
-  struct breaker *rb = &w->route_breakers[route];
-  if (!breaker_allow(rb, call->started)) {
-    w->route_stats[route].breaker_rejected++;
-    http_log_str(ex, "breaker", breaker_state_name(breaker_state(rb)));
-    if (answer_fallback(call))
-      return;
-    set_retry_after(call, breaker_retry_after_ms(rb, call->started));
-    http_respond_error(ex, STRATA_EUNAVAILABLE, "The route's circuit breaker is open.", NULL);
+  st->in_flight++; /* until the answer: gw_state_leave() */
+  if (try_cache(call, req))
     return;
-  }
-  call->route_breaker = 1;
-  retry_budget_request(&w->budget, call->started);
-  http_stream_attach(ex, &client_cbs, call);
-  if (http_body_streaming(ex)) {
-    /* Gather the first REPLAY_MAX bytes (100 Continue goes out now). */
-    call->buf = arena_alloc(http_arena(ex), BODY_BUF_CAP);
-    if (!call->buf) {
-      give_up(call, STRATA_EINTERNAL);
-      return;
-    }
-    call->body_stream = 1;
-    call->gathering = 1;
-    call->replayable = 1;
-    http_body_start(ex);
-    return;
-  }
-  if (build_request(call, req->body, req->body_len, BODY_INLINE) != 0) {
-    route_outcome(call, 1); /* not the upstream's fault */
-    http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
-    return;
-  }
-  try_next(call);
+  start(call);
 }

@@ -15,10 +15,14 @@
 #define HEALTH_TIMEOUT_MS 500
 #define HEALTH_RISE 2
 #define HEALTH_FALL 2
-#define MAX_IDLE 64
+/* idle keep-alive connections kept per host per worker: enough for every
+ * request a worker can have in flight at once on a busy host, so a burst
+ * does not end in closing connections it needs again a moment later (as
+ * HAProxy, which keeps them all; nginx keepalive defaults to 32) */
+#define MAX_IDLE 1024
 
 static int parse_balance(const char *text, struct gw_pool *p) {
-  p->hash_header[0] = '\0';
+  p->hash_header[0] = p->hash_param[0] = '\0';
   if (!text[0] || strcmp(text, "round-robin") == 0)
     p->balance = LB_ROUND_ROBIN;
   else if (strcmp(text, "least-request") == 0)
@@ -29,6 +33,10 @@ static int parse_balance(const char *text, struct gw_pool *p) {
            strlen(text + 12) < sizeof p->hash_header) {
     p->balance = LB_HASH;
     strcpy(p->hash_header, text + 12);
+  } else if (strncmp(text, "hash-param:", 11) == 0 && text[11] &&
+             strlen(text + 11) < sizeof p->hash_param) {
+    p->balance = LB_HASH;
+    strcpy(p->hash_param, text + 11);
   } else
     return -1;
   return 0;
@@ -245,6 +253,36 @@ static int pattern_matches(const char *pat, const char *path, size_t len) {
     pat++;
   }
   return p == end;
+}
+
+int gw_route_param(const struct gw_route *r, const char *path, size_t path_len, const char *name,
+                   const char **val, size_t *len) {
+  const char *pat = r->rc.path, *p = path, *end = path + path_len;
+  size_t n = strlen(name);
+  if (!pat[0] || !pattern_matches(pat, path, path_len))
+    return 0;
+  /* walk pattern and path segment by segment */
+  while (*pat && p <= end) {
+    if (*pat == '/') {
+      pat++;
+      p++;
+      continue;
+    }
+    const char *pe = strchr(pat, '/');
+    size_t plen = pe ? (size_t)(pe - pat) : strlen(pat);
+    const char *se = memchr(p, '/', (size_t)(end - p));
+    size_t slen = se ? (size_t)(se - p) : (size_t)(end - p);
+    if (pat[0] == ':' && plen - 1 == n && memcmp(pat + 1, name, n) == 0) {
+      *val = p;
+      *len = slen;
+      return 1;
+    }
+    if (pat[0] == '*')
+      return 0;
+    pat += plen;
+    p += slen;
+  }
+  return 0;
 }
 
 static size_t prefix_match(const char *prefix, const char *path, size_t len) {

@@ -129,6 +129,15 @@ const char *upstream_result_name(int rc) {
   }
 }
 
+enum retry_cause upstream_retry_cause(int rc) {
+  switch (rc) {
+  case UPSTREAM_ECONNECT: return RETRY_CAUSE_CONNECT_FAILURE;
+  case UPSTREAM_ETIMEOUT: return RETRY_CAUSE_TIMEOUT;
+  case UPSTREAM_OK: return RETRY_CAUSE_STATUS;
+  default: return RETRY_CAUSE_RESET;
+  }
+}
+
 /* ---- connection lifecycle ------------------------------------------------ */
 
 static void on_conn_handle_closed(uv_handle_t *h) {

@@ -33,6 +33,7 @@
 
 #include "core/arena.h"
 #include "http/http.h"
+#include "resilience/retry.h"
 
 enum upstream_result {
   UPSTREAM_OK = 0,
@@ -141,5 +142,10 @@ void upstream_stream_resume(struct upstream_call *call);
 void upstream_cancel(struct upstream_call *call);
 
 const char *upstream_result_name(int rc);
+
+/* How the retry policy (retry.h) sees a call's result: a connect failure,
+ * a timeout, a complete response (UPSTREAM_OK: look at its status), or a
+ * broken connection (everything else). */
+enum retry_cause upstream_retry_cause(int rc);
 
 #endif

@@ -1006,9 +1006,10 @@ static void resume_reading(struct conn *c) {
   conn_deadline(c, 1);
 }
 
-void http_stream_attach(struct http_exchange *ex, const struct http_stream_cbs *cbs, void *arg) {
+int http_stream_attach(struct http_exchange *ex, const struct http_stream_cbs *cbs, void *arg) {
   ex->cbs = cbs;
   ex->cbs_arg = arg;
+  return ex->conn->zombie ? -1 : 0;
 }
 
 int http_body_streaming(const struct http_exchange *ex) { return ex->stream_body; }

@@ -199,8 +199,10 @@ struct http_stream_cbs {
 };
 
 /* Sets the callbacks (cbs must outlive the exchange; any member may be
- * NULL) and their argument. */
-void http_stream_attach(struct http_exchange *ex, const struct http_stream_cbs *cbs, void *arg);
+ * NULL) and their argument. Returns 0, or -1 when the client has already
+ * gone (before they were attached: no on_error will come); the handler
+ * then ends the exchange at once (http_abort). */
+int http_stream_attach(struct http_exchange *ex, const struct http_stream_cbs *cbs, void *arg);
 
 /* 1 when the request body is still to be read with http_body_start(). */
 int http_body_streaming(const struct http_exchange *ex);

@@ -202,7 +202,11 @@ void http_set_route(struct http_exchange *ex, const char *label, int metrics_id)
   ex->metrics_route = metrics_id;
 }
 
+/* Access-log members are only worth building when access lines are
+ * written (level info): a proxy adds several to every request. */
 int http_log_str(struct http_exchange *ex, const char *key, const char *value) {
+  if (!log_enabled(LOG_INFO))
+    return 0;
   struct strbuf sb;
   strbuf_init(&sb, 4096);
   log_put_str(&sb, key, value, strlen(value));
@@ -212,9 +216,19 @@ int http_log_str(struct http_exchange *ex, const char *key, const char *value) {
 }
 
 int http_log_u64(struct http_exchange *ex, const char *key, uint64_t value) {
+  if (!log_enabled(LOG_INFO))
+    return 0;
   char buf[96];
-  int n = snprintf(buf, sizeof buf, ",\"%s\":%llu", key, (unsigned long long)value);
-  return n > 0 && (size_t)n < sizeof buf ? view_append(ex, &ex->log_fields, buf, (size_t)n) : -1;
+  size_t k = strlen(key);
+  if (k + 28 > sizeof buf)
+    return -1;
+  buf[0] = ',';
+  buf[1] = '"';
+  memcpy(buf + 2, key, k);
+  buf[k + 2] = '"';
+  buf[k + 3] = ':';
+  size_t n = k + 4 + u64_to_dec(buf + k + 4, value);
+  return view_append(ex, &ex->log_fields, buf, n);
 }
 
 int http_add_header(struct http_exchange *ex, const char *name, const char *value) {

@@ -8,7 +8,11 @@
  *
  * Behind the gateway a user reaches only their own orders (app/ownership.h):
  * another user's order is answered as an unknown one (404), a list filtered
- * on another user is empty, and an order for another user is refused (403). */
+ * on another user is empty, and an order for another user is refused (403).
+ *
+ * Also the wire form of orders_client_get() for services in other processes
+ * (not part of the public API, not in openapi.json):
+ *   GET  /internal/orders/:id    -> {"id","userId","userEmail","status","totalCents"} | 404 */
 #include <stdio.h>
 #include <string.h>
 
@@ -149,7 +153,7 @@ static void create_order(struct http_exchange *ex, void *data) {
     }
     req->ex = ex;
     req->user_id = arena_strndup(http_arena(ex), user_id, strlen(user_id));
-    users_client_get(http_worker_data(ex), req->user_id, http_arena(ex), on_user, req);
+    users_client_get(http_worker_data(ex), ex, req->user_id, http_arena(ex), on_user, req);
   }
   json_decref(body);
 }
@@ -179,6 +183,27 @@ static void get_order(struct http_exchange *ex, void *data) {
     http_respond_error(ex, STRATA_ENOT_FOUND, "No order with this id.", NULL);
   else
     http_respond_json(ex, 200, json, len);
+}
+
+static void get_order_view(struct http_exchange *ex, void *data) {
+  (void)data;
+  const char *id = http_param_get(ex, "id");
+  struct order_view v;
+  int rc = id ? orders_service_get_view(http_worker_data(ex), http_arena(ex), id, &v) : 0;
+  if (rc < 0) {
+    http_respond_error(ex, rc, NULL, NULL);
+  } else if (rc == 0) {
+    http_respond_error(ex, STRATA_ENOT_FOUND, "No order with this id.", NULL);
+  } else {
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", v.id, "userId", v.user_id, "userEmail",
+                          v.user_email, "status", v.status, "totalCents",
+                          (json_int_t)v.total_cents);
+    if (o)
+      http_respond_json_value(ex, 200, o);
+    else
+      http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
+    json_decref(o);
+  }
 }
 
 static void on_cancelled(int rc, const char *json, size_t len, void *arg) {
@@ -239,7 +264,8 @@ int orders_routes_register(struct app *app, struct router *r) {
   if (router_add(r, "POST", "/api/orders", create_order, NULL) ||
       router_add(r, "GET", "/api/orders", list_orders, NULL) ||
       router_add(r, "GET", "/api/orders/:id", get_order, NULL) ||
-      router_add(r, "POST", "/api/orders/:id/cancel", cancel_order, NULL))
+      router_add(r, "POST", "/api/orders/:id/cancel", cancel_order, NULL) ||
+      router_add(r, "GET", "/internal/orders/:id", get_order_view, NULL))
     return -1;
   return 0;
 }

@@ -183,7 +183,19 @@ int orders_service_list(struct app_ctx *ctx, const char *user_id, const char *st
   return 0;
 }
 
-/* ---- client (in-process) ------------------------------------------------ */
+int orders_service_get_view(struct app_ctx *ctx, struct arena *a, const char *id,
+                            struct order_view *v) {
+  memset(v, 0, sizeof *v);
+  if (!id_valid("ord", id))
+    return 0;
+  v->id = arena_strndup(a, id, strlen(id));
+  if (!v->id)
+    return STRATA_EINTERNAL;
+  return orders_repo_get_fields(app_db(ctx, DOMAIN_ORDERS), id, a, &v->user_id, &v->user_email,
+                                &v->status, &v->total_cents);
+}
+
+/* ---- client ------------------------------------------------------------- */
 
 struct client_call {
   struct app_ctx *ctx;
@@ -196,31 +208,80 @@ struct client_call {
 
 static void run_get(void *arg) {
   struct client_call *c = arg;
-  struct order_view v = {0};
-  int rc = id_valid("ord", c->id)
-               ? orders_repo_get_fields(app_db(c->ctx, DOMAIN_ORDERS), c->id, c->a, &v.user_id,
-                                        &v.user_email, &v.status, &v.total_cents)
-               : 0;
-  v.id = c->id;
+  struct order_view v;
+  int rc = orders_service_get_view(c->ctx, c->a, c->id, &v);
   c->get_cb(rc, rc == 1 ? &v : NULL, c->arg);
 }
 
-static void run_list(void *arg) {
-  struct client_call *c = arg;
-  json_t *items;
-  int rc = orders_service_list(c->ctx, c->id, NULL, NULL, 100, &items);
-  if (rc < 0) {
-    c->list_cb(rc, NULL, 0, c->arg);
-    return;
+/* /internal/orders/:id's JSON -> the view, strings in a. */
+static int decode_view(const char *json, size_t len, struct arena *a, struct order_view *v) {
+  memset(v, 0, sizeof *v);
+  json_t *o = json_loadb(json, len, 0, NULL);
+  const char *const names[] = {"id", "userId", "userEmail", "status"};
+  const char **fields[] = {&v->id, &v->user_id, &v->user_email, &v->status};
+  json_t *total = json_object_get(o, "totalCents");
+  int rc = json_is_integer(total) ? 1 : STRATA_EBAD_GATEWAY;
+  for (int i = 0; i < 4 && rc == 1; i++) {
+    json_t *f = json_object_get(o, names[i]);
+    if (!json_is_string(f))
+      rc = STRATA_EBAD_GATEWAY;
+    else if (!(*fields[i] = arena_strndup(a, json_string_value(f), json_string_length(f))))
+      rc = STRATA_EINTERNAL;
   }
+  if (rc == 1)
+    v->total_cents = json_integer_value(total);
+  json_decref(o);
+  return rc;
+}
+
+static void on_remote_get(int rc, int status, const char *body, size_t len, void *arg) {
+  struct client_call *c = arg;
+  struct order_view v;
+  if (rc == 0 && (rc = remote_status_rc(status)) == 1)
+    rc = decode_view(body, len, c->a, &v);
+  c->get_cb(rc, rc == 1 ? &v : NULL, c->arg);
+}
+
+static void list_answer(struct client_call *c, json_t *items) {
   char *text = json_dumps(items, JSON_COMPACT);
-  json_decref(items);
   const char *copy = text ? arena_strndup(c->a, text, strlen(text)) : NULL;
   free(text);
   if (copy)
     c->list_cb(0, copy, strlen(copy), c->arg);
   else
     c->list_cb(STRATA_EINTERNAL, NULL, 0, c->arg);
+}
+
+static void run_list(void *arg) {
+  struct client_call *c = arg;
+  if (!app_hosts(c->ctx->app, DOMAIN_ORDERS)) { /* not a user id: nobody's orders */
+    c->list_cb(0, "[]", 2, c->arg);
+    return;
+  }
+  json_t *items;
+  int rc = orders_service_list(c->ctx, c->id, NULL, NULL, 100, &items);
+  if (rc < 0) {
+    c->list_cb(rc, NULL, 0, c->arg);
+    return;
+  }
+  list_answer(c, items);
+  json_decref(items);
+}
+
+/* The first page of GET /api/orders?userId=: its items are the list. */
+static void on_remote_list(int rc, int status, const char *body, size_t len, void *arg) {
+  struct client_call *c = arg;
+  if (rc == 0 && status != 200)
+    rc = status >= 500 ? STRATA_EUNAVAILABLE : STRATA_EBAD_GATEWAY;
+  json_t *page = rc == 0 ? json_loadb(body, len, 0, NULL) : NULL;
+  json_t *items = json_object_get(page, "items");
+  if (rc == 0 && !json_is_array(items))
+    rc = STRATA_EBAD_GATEWAY;
+  if (rc < 0)
+    c->list_cb(rc, NULL, 0, c->arg);
+  else
+    list_answer(c, items);
+  json_decref(page);
 }
 
 static struct client_call *call_new(struct app_ctx *ctx, struct arena *a, const char *id) {
@@ -234,8 +295,8 @@ static struct client_call *call_new(struct app_ctx *ctx, struct arena *a, const 
   return c;
 }
 
-void orders_client_get(struct app_ctx *ctx, const char *id, struct arena *a, orders_get_cb cb,
-                       void *arg) {
+void orders_client_get(struct app_ctx *ctx, struct http_exchange *origin, const char *id,
+                       struct arena *a, orders_get_cb cb, void *arg) {
   struct client_call *c = call_new(ctx, a, id);
   if (!c) {
     cb(STRATA_EINTERNAL, NULL, arg);
@@ -243,12 +304,18 @@ void orders_client_get(struct app_ctx *ctx, const char *id, struct arena *a, ord
   }
   c->get_cb = cb;
   c->arg = arg;
-  if (app_defer(ctx, run_get, c) != 0)
+  if (!app_hosts(ctx->app, DOMAIN_ORDERS) && id_valid("ord", c->id)) {
+    char path[ID_MAX + 24];
+    snprintf(path, sizeof path, "/internal/orders/%s", c->id);
+    app_remote_get(ctx, DOMAIN_ORDERS, origin, path, a, on_remote_get, c);
+  } else if (app_defer(ctx, run_get, c) != 0) {
     cb(STRATA_EINTERNAL, NULL, arg);
+  }
 }
 
-void orders_client_list_for_user(struct app_ctx *ctx, const char *user_id, struct arena *a,
-                                 orders_list_cb cb, void *arg) {
+void orders_client_list_for_user(struct app_ctx *ctx, struct http_exchange *origin,
+                                 const char *user_id, struct arena *a, orders_list_cb cb,
+                                 void *arg) {
   struct client_call *c = call_new(ctx, a, user_id);
   if (!c) {
     cb(STRATA_EINTERNAL, NULL, 0, arg);
@@ -256,8 +323,13 @@ void orders_client_list_for_user(struct app_ctx *ctx, const char *user_id, struc
   }
   c->list_cb = cb;
   c->arg = arg;
-  if (app_defer(ctx, run_list, c) != 0)
+  if (!app_hosts(ctx->app, DOMAIN_ORDERS) && id_valid("usr", c->id)) {
+    char path[ID_MAX + 40];
+    snprintf(path, sizeof path, "/api/orders?userId=%s&limit=100", c->id);
+    app_remote_get(ctx, DOMAIN_ORDERS, origin, path, a, on_remote_list, c);
+  } else if (app_defer(ctx, run_list, c) != 0) {
     cb(STRATA_EINTERNAL, NULL, 0, arg);
+  }
 }
 
 /* ---- events ------------------------------------------------------------- */

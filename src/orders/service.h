@@ -8,6 +8,7 @@
 
 #include "app/app.h"
 #include "cache/cache.h"
+#include "orders/orders.h"
 #include "orders/repo.h"
 
 /* rc 0 with the order's JSON (in the arena), or a STRATA_E*. */
@@ -27,6 +28,10 @@ int orders_service_cancel(struct app_ctx *ctx, struct arena *a, const char *id, 
  * < 0 error; *how says whether the cache answered. */
 int orders_service_get(struct app_ctx *ctx, struct arena *a, const char *id, const char *me,
                        const char **json, size_t *len, enum cache_result *how);
+/* What other domains see of an order (orders_client_get): 1 found (*v in
+ * a), 0 absent or a malformed id, < 0 STRATA_E*. */
+int orders_service_get_view(struct app_ctx *ctx, struct arena *a, const char *id,
+                            struct order_view *v);
 int orders_service_list(struct app_ctx *ctx, const char *user_id, const char *status,
                         const char *after, int limit, json_t **items);
 

@@ -91,6 +91,7 @@ static void create_payment(struct http_exchange *ex, void *data) {
     r.order_id = arena_strndup(a, order_id, strlen(order_id));
     r.amount_cents = amount;
     r.request_id = req->request_id;
+    r.origin = ex;
     int rc = r.canonical ? payments_service_pay(http_worker_data(ex), a, &r, on_answer, ex)
                          : STRATA_EINTERNAL;
     if (rc < 0)
@@ -149,7 +150,7 @@ static void get_payment(struct http_exchange *ex, void *data) {
     return;
   }
   *r = (struct owned_read){ex, me, json, len};
-  orders_client_get(http_worker_data(ex), order_id, a, on_payment_order, r);
+  orders_client_get(http_worker_data(ex), ex, order_id, a, on_payment_order, r);
 }
 
 int payments_routes_register(struct app *app, struct router *r) {

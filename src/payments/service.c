@@ -188,7 +188,7 @@ static void on_reserved(int rc, void *arg) {
                  "A request with this Idempotency-Key is still being processed; retry later.", NULL);
     break;
   case IDEM_RESERVED:
-    orders_client_get(op->ctx, op->r.order_id, op->a, on_order, op);
+    orders_client_get(op->ctx, op->r.origin, op->r.order_id, op->a, on_order, op);
     break;
   }
 }

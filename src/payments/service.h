@@ -25,6 +25,7 @@ struct payment_request {
   const char *order_id;
   long long amount_cents;
   const char *request_id; /* for error bodies */
+  struct http_exchange *origin; /* the request paying: goes along on calls to orders */
 };
 
 /* The final answer: status and exact body bytes; replayed = from storage. */

@@ -210,7 +210,8 @@ static void on_orders(int rc, const char *orders_json, size_t len, void *arg) {
   json_t *out = json_object();
   json_object_set_new(out, "user", json_loadb(c->user_json, c->user_len, 0, NULL));
   if (rc < 0) {
-    /* orders unavailable: still answer with the user, marked partial */
+    /* orders unavailable (in another process: down, its breaker open, out
+     * of time): still answer with the user, marked partial */
     json_object_set_new(out, "orders", json_null());
     json_object_set_new(out, "partial", json_true());
   } else {
@@ -240,7 +241,7 @@ static void get_user_orders(struct http_exchange *ex, void *data) {
     return;
   }
   c->ex = ex;
-  orders_client_list_for_user(http_worker_data(ex), id, a, on_orders, c);
+  orders_client_list_for_user(http_worker_data(ex), ex, id, a, on_orders, c);
 }
 
 int users_routes_register(struct app *app, struct router *r) {

@@ -136,7 +136,7 @@ int users_service_list(struct app_ctx *ctx, const char *only, const char *after,
   return 0;
 }
 
-/* ---- client (in-process) ------------------------------------------------ */
+/* ---- client ------------------------------------------------------------- */
 
 struct client_call {
   struct app_ctx *ctx;
@@ -146,38 +146,49 @@ struct client_call {
   void *arg;
 };
 
+/* The user's public JSON (what GET /api/users/:id answers) -> a view in a. */
+static int decode_user(const char *json, size_t len, struct arena *a, struct user_view *u) {
+  json_t *v = json_loadb(json, len, 0, NULL);
+  const char *const names[] = {"id", "name", "email"};
+  const char **fields[] = {&u->id, &u->name, &u->email};
+  int rc = v ? 1 : STRATA_EBAD_GATEWAY;
+  for (int i = 0; i < 3 && rc == 1; i++) {
+    json_t *f = json_object_get(v, names[i]);
+    *fields[i] = json_is_string(f)
+                     ? arena_strndup(a, json_string_value(f), json_string_length(f))
+                     : NULL;
+    if (!*fields[i])
+      rc = json_is_string(f) ? STRATA_EINTERNAL : STRATA_EBAD_GATEWAY;
+  }
+  json_decref(v);
+  return rc;
+}
+
+static void answer(struct client_call *call, int rc, const char *json, size_t len) {
+  struct user_view u = {0};
+  if (rc == 1)
+    rc = decode_user(json, len, call->a, &u);
+  call->cb(rc, rc == 1 ? &u : NULL, call->arg);
+}
+
 static void run_client_get(void *arg) {
   struct client_call *call = arg;
-  struct user_view u = {0};
   const char *json = NULL;
   size_t len = 0;
   int rc = id_valid("usr", call->id)
                ? users_service_get(call->ctx, call->a, call->id, &json, &len, NULL)
                : 0;
-  if (rc == 1) {
-    json_t *v = json_loadb(json, len, 0, NULL);
-    if (!v) {
-      call->cb(STRATA_EINTERNAL, NULL, call->arg);
-      return;
-    }
-    u.id = arena_strndup(call->a, json_string_value(json_object_get(v, "id")),
-                         json_string_length(json_object_get(v, "id")));
-    u.name = arena_strndup(call->a, json_string_value(json_object_get(v, "name")),
-                           json_string_length(json_object_get(v, "name")));
-    u.email = arena_strndup(call->a, json_string_value(json_object_get(v, "email")),
-                            json_string_length(json_object_get(v, "email")));
-    json_decref(v);
-    call->cb(1, &u, call->arg);
-    return;
-  }
-  call->cb(rc, NULL, call->arg);
+  answer(call, rc, json, len);
 }
 
-void users_client_get(struct app_ctx *ctx, const char *id, struct arena *a, users_get_cb cb,
-                      void *arg) {
+static void on_remote_user(int rc, int status, const char *body, size_t len, void *arg) {
+  answer(arg, rc < 0 ? rc : remote_status_rc(status), body, len);
+}
+
+void users_client_get(struct app_ctx *ctx, struct http_exchange *origin, const char *id,
+                      struct arena *a, users_get_cb cb, void *arg) {
   struct client_call *call = arena_alloc(a, sizeof *call);
-  if (!call || app_defer(ctx, run_client_get, call) != 0) {
-    /* still never from inside this call: report through the loop */
+  if (!call) {
     cb(STRATA_EINTERNAL, NULL, arg);
     return;
   }
@@ -186,6 +197,14 @@ void users_client_get(struct app_ctx *ctx, const char *id, struct arena *a, user
   snprintf(call->id, sizeof call->id, "%s", id);
   call->cb = cb;
   call->arg = arg;
+  if (!app_hosts(ctx->app, DOMAIN_USERS) && id_valid("usr", call->id)) {
+    char path[ID_MAX + 16];
+    snprintf(path, sizeof path, "/api/users/%s", call->id);
+    app_remote_get(ctx, DOMAIN_USERS, origin, path, a, on_remote_user, call);
+  } else if (app_defer(ctx, run_client_get, call) != 0) {
+    /* still never from inside this call: report through the loop */
+    cb(STRATA_EINTERNAL, NULL, arg);
+  }
 }
 
 /* ---- events ------------------------------------------------------------- */

@@ -1,8 +1,8 @@
 /* The users domain: people who place orders.
  *
  * Other domains use users only through the client below (an in-process call
- * now; HTTP through the resilience layer when users runs elsewhere — the
- * same interface either way) or through its events (user.created,
+ * when users runs in the same process, HTTP through the resilience layer
+ * when it runs elsewhere — the same interface either way) or through its events (user.created,
  * user.updated, user.deleted). Never through its tables. */
 #ifndef STRATA_USERS_USERS_H
 #define STRATA_USERS_USERS_H
@@ -20,9 +20,12 @@ struct user_view {
  * STRATA_E* error (e.g. users unavailable). */
 typedef void (*users_get_cb)(int rc, const struct user_view *u, void *arg);
 
-/* Looks a user up. cb fires once, later, on ctx's loop. */
-void users_client_get(struct app_ctx *ctx, const char *id, struct arena *a, users_get_cb cb,
-                      void *arg);
+/* Looks a user up: in process when users runs here, else GET /api/users/:id
+ * on the users service (app_remote_get). origin is the request the lookup
+ * is made for (its id, trace, deadline and identity go along; NULL: none)
+ * and must outlive cb. cb fires once, later, on ctx's loop. */
+void users_client_get(struct app_ctx *ctx, struct http_exchange *origin, const char *id,
+                      struct arena *a, users_get_cb cb, void *arg);
 
 /* Wiring (app.c). */
 /* The versioned schema of users.db (tables + the outbox). */

@@ -149,3 +149,30 @@ def parse_responses(data):
         out.append((status, headers, rest[:n]))
         data = rest[n:]
     return out
+
+
+def http_call(port, method, path, body=None, headers=None, timeout=10):
+    """One request on a fresh connection to 127.0.0.1:port, body (any JSON
+    value) sent as application/json: (status, headers lower-cased, body bytes)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        h = {"Content-Type": "application/json"} if body is not None else {}
+        h.update(headers or {})
+        c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        c.close()
+
+
+def wait_until(fn, timeout=10.0, step=0.05):
+    """Calls fn until it returns something true (returned) or timeout passes
+    (then fn's last answer is returned)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    return fn()

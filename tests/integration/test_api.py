@@ -22,7 +22,7 @@ import time
 import unittest
 import http.client
 
-from harness import Server, parse_responses
+from harness import Server, parse_responses, wait_until
 
 # ---- helpers (copied in spirit from test_monolith.py; not imported) --------
 
@@ -92,16 +92,6 @@ def call(port, method, path, body=_NO_BODY, headers=None, timeout=10):
 
 def rand_email(tag="u"):
     return f"{tag}{random.getrandbits(48):x}@example.com"
-
-
-def wait_until(fn, timeout=5.0, step=0.05):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    return fn()
 
 
 class ApiCase(unittest.TestCase):

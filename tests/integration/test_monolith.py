@@ -18,20 +18,8 @@ import time
 import unittest
 import http.client
 
-from harness import BIN, Server, free_port
-
-
-def call(port, method, path, body=None, headers=None, timeout=10):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        h = {"Content-Type": "application/json"} if body is not None else {}
-        h.update(headers or {})
-        c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
-        r = c.getresponse()
-        data = r.read()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
-    finally:
-        c.close()
+from harness import BIN, Server, free_port, wait_until
+from harness import http_call as call
 
 
 def jcall(port, method, path, body=None, headers=None):
@@ -51,16 +39,6 @@ def new_order(port, user_id, qty=2, price=1250):
                     {"userId": user_id, "items": [{"sku": "SKU-1", "quantity": qty, "unitPriceCents": price}]})
     assert s == 201, (s, o)
     return o
-
-
-def wait_until(fn, timeout=10.0, step=0.05):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    return fn()
 
 
 def metric(port, name, labels=""):

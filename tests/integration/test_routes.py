@@ -50,6 +50,15 @@ class ConfigGateway(Server):
         return exchange(self.admin_port, req("GET", path, *hdrs, host="127.0.0.1"))
 
 
+def lines_for(gw, path, n=1, timeout=2.0):
+    """The access lines of path, once at least n were written (the server
+    writes a line after the response has gone out, so a client may read the
+    log a moment before its request's line is there)."""
+    got, _ = wait_until(lambda: [x for x in gw.log_lines() if x.get("path") == path][n - 1:] and
+                        [x for x in gw.log_lines() if x.get("path") == path], timeout)
+    return got or []
+
+
 def write(tmp, name, text):
     path = os.path.join(tmp, name)
     with open(path, "w") as f:
@@ -145,7 +154,7 @@ gateway:
 
     def test_route_label_in_access_log_and_metrics(self):
         self.get(self.gw, "/api/users/1")
-        lines = [x for x in self.gw.log_lines() if x.get("path") == "/api/users/1"]
+        lines = lines_for(self.gw, "/api/users/1")
         self.assertTrue(lines)
         self.assertEqual(lines[-1].get("route"), "/api/users/*")
         m = self.gw.metrics()
@@ -335,6 +344,245 @@ gateway:
             b.set_health("ok")
             ok, _ = wait_until(lambda: gw.http("GET", "/health/ready")[0] == 200, 3.0)
             self.assertTrue(ok)
+        finally:
+            gw.stop()
+            a.stop()
+            b.stop()
+
+
+class Caching(GatewayCase):
+    """Response caching of GET routes: upstream Cache-Control, the route's
+    ttl, coalescing of concurrent misses, stale-if-error, invalidation."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.up = FakeUpstream().start()
+        cls.gw = ConfigGateway(f"""
+gateway:
+  listen: 127.0.0.1:PORT
+  pools:
+    p: {{hosts: [127.0.0.1:{cls.up.port}], health: {{disabled: true}}}}
+  routes:
+    - match: {{prefix: /cached}}
+      pool: p
+      retries: {{attempts: 1}}
+      cache: {{ttl: 1s, stale_if_error: 30s}}
+    - match: {{prefix: /}}
+      pool: p
+""").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.stop()
+        cls.up.stop()
+
+    def setUp(self):
+        self.up.set("ok")
+        self.up.extra_headers = []
+
+    def cache_lines(self, path, n=1):
+        return [x.get("cache") for x in lines_for(self.gw, path, n)]
+
+    def test_hit_within_ttl_then_expired(self):
+        n = self.up.proxied
+        r1 = self.get(self.gw, "/cached/a")
+        r2 = self.get(self.gw, "/cached/a")
+        self.assertEqual((r1.status, r2.status), (200, 200))
+        self.assertEqual(r1.body, r2.body)
+        self.assertEqual(self.up.proxied, n + 1, "the second GET reached the upstream")
+        self.assertIsNotNone(r2.get("age"), r2)
+        self.assertEqual(self.cache_lines("/cached/a", 2), ["MISS", "HIT"])
+        time.sleep(1.1)
+        self.get(self.gw, "/cached/a")
+        self.assertEqual(self.up.proxied, n + 2, "served past the route's ttl")
+        self.assertEqual(self.cache_lines("/cached/a", 3)[-1], "EXPIRED")
+        # HEAD is answered from the stored GET
+        r = exchange(self.gw.port, req("HEAD", "/cached/a"), head=True)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(int(r.get("content-length")), len(r2.body))
+        self.assertEqual(self.up.proxied, n + 2)
+
+    def test_upstream_cache_control_wins(self):
+        self.up.extra_headers = [("Cache-Control", "no-store")]
+        n = self.up.proxied
+        self.get(self.gw, "/cached/nostore")
+        self.get(self.gw, "/cached/nostore")
+        self.assertEqual(self.up.proxied, n + 2, "a no-store answer was cached")
+        self.up.extra_headers = [("Cache-Control", "private, max-age=60")]
+        self.get(self.gw, "/cached/private")
+        self.get(self.gw, "/cached/private")
+        self.assertEqual(self.up.proxied, n + 4, "a private answer was cached")
+        self.up.extra_headers = [("Cache-Control", "max-age=60")]
+        self.get(self.gw, "/cached/long")
+        time.sleep(1.1)  # past the route's ttl, within max-age
+        self.get(self.gw, "/cached/long")
+        self.assertEqual(self.up.proxied, n + 5, "max-age=60 did not outlive the route's ttl")
+
+    def test_client_no_cache_bypasses(self):
+        n = self.up.proxied
+        self.get(self.gw, "/cached/b")
+        self.get(self.gw, "/cached/b", "Cache-Control: no-cache")
+        self.assertEqual(self.up.proxied, n + 2)
+        self.assertEqual(self.cache_lines("/cached/b", 2)[-1], "BYPASS")
+
+    def test_concurrent_misses_are_coalesced(self):
+        import threading
+        self.up.set("slow", delay_ms=300)
+        n = self.up.proxied
+        results = []
+
+        def one():
+            results.append(self.get(self.gw, "/cached/herd"))
+        threads = [threading.Thread(target=one) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual([r.status for r in results], [200] * 10)
+        self.assertEqual(self.up.proxied, n + 1, "concurrent misses each reached the upstream")
+        self.assertEqual(len({r.body for r in results}), 1)
+        self.assertGreaterEqual(self.cache_lines("/cached/herd", 10).count("COALESCED"), 8,
+                                [x for x in self.gw.log_lines() if x.get("path") == "/cached/herd"])
+
+    def test_stale_if_error(self):
+        r1 = self.get(self.gw, "/cached/s")
+        time.sleep(1.1)
+        self.up.set("status", status=503)
+        r2 = self.get(self.gw, "/cached/s")
+        self.assertEqual(r2.status, 200, r2)
+        self.assertEqual(r2.body, r1.body)
+        self.assertEqual(r2.get("x-strata-fallback"), "stale")
+        self.assertEqual(self.cache_lines("/cached/s", 2)[-1], "STALE")
+        self.up.set("reset")
+        r3 = self.get(self.gw, "/cached/s")
+        self.assertEqual((r3.status, r3.get("x-strata-fallback")), (200, "stale"))
+        # nothing stored for this one: the error goes through
+        self.up.set("status", status=503)
+        self.assertEqual(self.get(self.gw, "/cached/never").status, 503)
+
+    def test_unsafe_request_invalidates(self):
+        n = self.up.proxied
+        self.get(self.gw, "/cached/c")
+        self.assertEqual(exchange(self.gw.port, req("POST", "/cached/c", body=b"{}")).status, 200)
+        self.get(self.gw, "/cached/c")
+        self.assertEqual(self.up.proxied, n + 3, "a POST did not invalidate the stored GET")
+
+    def test_metrics(self):
+        self.get(self.gw, "/cached/m")
+        self.get(self.gw, "/cached/m")
+        m = self.gw.metrics()
+        self.assertGreaterEqual(m['strata_gateway_cache_lookups_total{result="hit"}'], 1)
+        self.assertGreaterEqual(m["strata_gateway_cache_stores_total"], 1)
+        self.assertGreaterEqual(m["strata_gateway_cache_entries"], 1)
+
+
+class Reload(GatewayCase):
+    """SIGHUP: a new configuration without dropping connections or requests
+    in flight; a bad one is refused with its errors and the old one stays."""
+
+    YAML = """
+gateway:
+  listen: 127.0.0.1:PORT
+  pools:
+    p: {{hosts: [127.0.0.1:{port}]}}
+  routes:
+    - {{match: {{prefix: /{prefix}}}, pool: p}}
+"""
+
+    def write_config(self, gw, port, prefix):
+        with open(gw.config, "w") as f:
+            f.write(self.YAML.format(port=port, prefix=prefix).replace("PORT", str(gw.port)))
+
+    def test_reload_switches_routes_and_keeps_connections(self):
+        from test_gateway import Conn
+        import signal
+        a, b = FakeUpstream().start(), FakeUpstream().start()
+        gw = ConfigGateway(self.YAML.format(port=a.port, prefix="one"))
+        gw.start()
+        try:
+            keep = Conn(gw.port)
+            keep.send(req("GET", "/one/x"))
+            self.assertEqual(keep.read().status, 200)
+            # a request in flight across the reload
+            a.set("slow", delay_ms=800)
+            slow = Conn(gw.port)
+            slow.send(req("GET", "/one/slow"))
+            time.sleep(0.2)
+            self.write_config(gw, b.port, "two")
+            gw.proc.send_signal(signal.SIGHUP)
+            ok, _ = wait_until(lambda: any(x.get("event") == "reloaded" for x in gw.log_lines()), 3.0)
+            self.assertTrue(ok, "no reloaded line")
+            r = slow.read(timeout=3.0)
+            self.assertIsNotNone(r, "the request in flight was dropped")
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["path"], "/one/slow")
+            a.set("ok")
+            # the same keep-alive connection, the new routes
+            nb = b.proxied
+            keep.send(req("GET", "/two/y"))
+            r = keep.read()
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(b.proxied, nb + 1)
+            keep.send(req("GET", "/one/x"))
+            self.assert_json_error(keep.read(), 404)
+            keep.close()
+            slow.close()
+            m = gw.metrics()
+            self.assertEqual(m['strata_gateway_config_reloads_total{result="ok"}'], 1)
+            self.assertIn('strata_gateway_upstream_requests_total{pool="p",upstream="127.0.0.1:%d"}'
+                          % b.port, m)
+        finally:
+            self.assertEqual(gw.stop(), 0)
+            a.stop()
+            b.stop()
+
+    def test_bad_config_is_refused_and_old_one_stays(self):
+        import signal
+        a = FakeUpstream().start()
+        gw = ConfigGateway(self.YAML.format(port=a.port, prefix="one"))
+        gw.start()
+        try:
+            with open(gw.config, "w") as f:
+                f.write("gateway:\n  routes:\n    - {match: {prefix: /x}, pool: nope}\n")
+            gw.proc.send_signal(signal.SIGHUP)
+
+            def refused():
+                return [x for x in gw.log_lines() if x.get("event") == "reload_refused"]
+            lines, _ = wait_until(refused, 3.0)
+            self.assertTrue(lines, "no reload_refused line")
+            self.assertIn(':3: gateway.routes[0]: no pool or service named "nope"', lines[0]["msg"])
+            self.assertEqual(self.get(gw, "/one/z").status, 200, "the old configuration stopped")
+            m = gw.metrics()
+            self.assertEqual(m['strata_gateway_config_reloads_total{result="refused"}'], 1)
+            self.assertEqual(m['strata_gateway_config_reloads_total{result="ok"}'], 0)
+        finally:
+            self.assertEqual(gw.stop(), 0)
+            a.stop()
+
+
+class HashParam(GatewayCase):
+    def test_same_path_parameter_same_host(self):
+        a, b = FakeUpstream().start(), FakeUpstream().start()
+        gw = ConfigGateway(f"""
+gateway:
+  listen: 127.0.0.1:PORT
+  pools:
+    p: {{hosts: [127.0.0.1:{a.port}, 127.0.0.1:{b.port}], balance: hash-param:id}}
+  routes:
+    - {{match: {{path: /users/:id/orders}}, pool: p}}
+""").start()
+        try:
+            seen = {}
+            for i in range(20):
+                for _ in range(3):
+                    na, nb = a.proxied, b.proxied
+                    self.assertEqual(self.get(gw, f"/users/u{i}/orders").status, 200)
+                    host = "a" if a.proxied > na else "b"
+                    self.assertEqual(seen.setdefault(i, host), host, f"u{i} moved between hosts")
+            self.assertEqual(set(seen.values()), {"a", "b"}, "every key landed on one host")
+            m = gw.metrics()
+            self.assertTrue(any(k.startswith("strata_gateway_upstream_duration_seconds_count{pool=\"p\"")
+                                for k in m), "no upstream latency histogram")
         finally:
             gw.stop()
             a.stop()

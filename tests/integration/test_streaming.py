@@ -567,6 +567,58 @@ gateway:
         self.assertTrue(got, "the upstream kept waiting for the rest of the body")
 
 
+class CachingRoute(GatewayCase):
+    """On a route with a response cache, an answer the cache can hold is kept
+    whole and stored; a larger one streams and is not stored."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fake = FakeUpstream().start()
+        cls.gw = ConfigGateway(f"""
+gateway:
+  listen: 127.0.0.1:PORT
+  pools:
+    up: {{hosts: [127.0.0.1:{cls.fake.port}]}}
+  routes:
+    - match: {{prefix: /}}
+      pool: up
+      cache: {{ttl: 60s}}
+""").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            Gateway.stop_checked(cls.gw)
+        finally:
+            cls.fake.stop()
+
+    def get_twice(self, path, size):
+        self.fake.set("source", size=size)
+        before = self.fake.proxied
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=IO)
+            try:
+                s.sendall(req("GET", path))
+                status, headers, rest = read_head(s)
+                sha, n, complete, _ = read_body(s, headers, rest)
+            finally:
+                s.close()
+            self.assertEqual((status, n, complete), (200, size, True))
+            self.assertEqual(sha, pattern_sha(size))
+        return self.fake.proxied - before, headers
+
+    def test_answer_the_cache_can_hold_is_stored(self):
+        fetched, headers = self.get_twice("/small-enough", 1 * MB)
+        self.assertEqual(fetched, 1, "the second GET should be a cache hit")
+        self.assertIn("age", headers)
+
+    def test_larger_answer_streams_and_is_not_stored(self):
+        rss = Rss(self.gw.proc.pid)
+        fetched, _ = self.get_twice("/too-big", 40 * MB)
+        self.assertEqual(fetched, 2)
+        self.assertLess(rss.growth("cached route, 2 x 40 MB streamed"), RSS_LIMIT)
+
+
 class Shutdown(GatewayCase):
     def test_second_signal_cuts_transfers_in_both_directions(self):
         fake = FakeUpstream().start()

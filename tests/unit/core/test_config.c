@@ -881,7 +881,7 @@ static void test_topology_errors(void **state) {
   (void)state;
   expect_only_error("gateway:\n  pools:\n    p: {hosts: [127.0.0.1:1], balance: random}\n", 3,
                     "gateway.pools.p.balance: \"random\" is not round-robin, least-request, "
-                    "hash-client or hash-header:NAME");
+                    "hash-client, hash-header:NAME or hash-param:NAME");
   expect_only_error("gateway:\n  pools:\n    p: {}\n", 3, "gateway.pools.p needs hosts or a service");
   expect_only_error("gateway:\n  pools:\n    p: {service: nope}\n", 3,
                     "gateway.pools.p: no service named \"nope\"");

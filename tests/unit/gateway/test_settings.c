@@ -164,6 +164,28 @@ static void test_rewrite(void **state) {
   assert_int_equal(gw_route_rewrite(&s.routes[1], "/v1/orders", 10, small, sizeof small), 0);
 }
 
+static void test_route_param(void **state) {
+  (void)state;
+  assert_int_equal(load("gateway:\n"
+                        "  pools: {p: {hosts: [127.0.0.1:1], balance: hash-param:id}}\n"
+                        "  routes:\n"
+                        "    - {match: {path: /users/:id/orders/:oid}, pool: p}\n"
+                        "    - {match: {prefix: /x}, pool: p}\n"),
+                   0);
+  assert_string_equal(s.pools[0].hash_param, "id");
+  const char *v = NULL;
+  size_t n = 0;
+  const char *path = "/users/usr_42/orders/ord_7";
+  assert_int_equal(gw_route_param(&s.routes[0], path, strlen(path), "id", &v, &n), 1);
+  assert_int_equal(n, 6);
+  assert_memory_equal(v, "usr_42", 6);
+  assert_int_equal(gw_route_param(&s.routes[0], path, strlen(path), "oid", &v, &n), 1);
+  assert_memory_equal(v, "ord_7", 5);
+  assert_int_equal(gw_route_param(&s.routes[0], path, strlen(path), "i", &v, &n), 0);
+  assert_int_equal(gw_route_param(&s.routes[0], "/users/x", 8, "id", &v, &n), 0);
+  assert_int_equal(gw_route_param(&s.routes[1], "/x/1", 4, "id", &v, &n), 0); /* a prefix route */
+}
+
 static void test_unresolvable(void **state) {
   (void)state;
   /* a service with no port would have been refused by config_load; a
@@ -180,6 +202,7 @@ int main(void) {
       cmocka_unit_test(test_route_policies_inherit_defaults),
       cmocka_unit_test(test_matching),
       cmocka_unit_test(test_rewrite),
+      cmocka_unit_test(test_route_param),
       cmocka_unit_test(test_unresolvable),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
