@@ -282,7 +282,7 @@ int cli_up(int argc, char **argv) {
           p->n_children, shown(u, p->config_path), shown(u, p->root), shown(u, p->logs_dir));
   rc = supervisor_run(u->sv);
   fprintf(stderr, rc == 0 ? "strata up: stopped, nothing left running\n"
-                          : "strata up: stopped everything after a failure (exit status 1)\n");
+                          : "strata up: everything is stopped (exit status 1)\n");
 done:
   supervisor_free(u->sv);
   free(info);

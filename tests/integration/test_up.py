@@ -233,6 +233,13 @@ class Topology(unittest.TestCase):
             self.assertEqual(answers(up.base + 1), 200)
             s, _ = call(up.port, "POST", "/api/users", {"name": "B", "email": "b-up@example.com"})
             self.assertEqual(s, 201)
+            # the gateway is supervised the same way
+            gw = up.pids()["gateway"]
+            os.kill(gw, signal.SIGKILL)
+            self.assertTrue(wait_until(lambda: up.pids().get("gateway") not in (None, gw) and
+                                       answers(up.port) == 200, 15), up.state())
+            s, _ = call(up.port, "POST", "/api/users", {"name": "C", "email": "c-up@example.com"})
+            self.assertEqual(s, 201)
             self.assertEqual(up.stop(), 0)
 
     def test_kill_nine_under_writes_loses_nothing(self):
