@@ -232,7 +232,9 @@ def scenario(t):
     call("same key, other body", "POST", "/api/payments", {"orderId": o, "amountCents": 1},
          {"Idempotency-Key": key})
     call("pay without key", "POST", "/api/payments", pay)
-    paid = wait_for(lambda: json.loads(t.request("GET", f"/api/orders/{o}")[2])["status"] == "paid", 10.0)
+    # every instance serves it paid (the order's cached copy is dropped on order.paid)
+    paid = wait_for(lambda: all(json.loads(t.request("GET", f"/api/orders/{o}")[2])["status"] == "paid"
+                                for _ in range(10)), 10.0)
     out.append(f"order paid: {bool(paid)}")
     call("get order", "GET", f"/api/orders/{o}", keep=())
     two = wait_for(lambda: len(json.loads(t.request("GET", f"/api/notifications?userId={a}")[2])["items"]) >= 2,
@@ -348,8 +350,15 @@ class KillDuringScenario(unittest.TestCase):
             self.assertIsNotNone(items, "events were lost: notifications missing")
             confirmations = [n for n in items if n["kind"] == "order_confirmation"]
             receipts = [n for n in items if n["kind"] == "payment_receipt"]
-            self.assertEqual(sorted(re.findall(r"ord_[0-9a-f]+", " ".join(n["subject"] for n in confirmations))),
-                             sorted(acked_orders), "each order exactly one confirmation")
+            per_order = {}
+            for o in re.findall(r"ord_[0-9a-f]+", " ".join(n["subject"] for n in confirmations)):
+                per_order[o] = per_order.get(o, 0) + 1
+            # An order whose 201 the kill swallowed may exist too (the client
+            # saw an error: not acknowledged); but no acknowledged one is
+            # missing, and none is confirmed twice.
+            self.assertEqual([o for o in acked_orders if per_order.get(o) != 1], [],
+                             "an acknowledged order without exactly one confirmation")
+            self.assertEqual([o for o, n in per_order.items() if n != 1], [], "an order confirmed twice")
             self.assertEqual(len(receipts), len(acked_orders), "each payment exactly one receipt")
         finally:
             self.assertEqual(t.stop(), 0)
