@@ -1,5 +1,6 @@
 # strata build. `make` builds bin/strata; `make test` installs missing Debian
-# packages, builds everything and runs every test; `make run` starts strata.
+# packages, builds everything and runs every test; `make run` starts the
+# monolith topology (config/monolith.yaml: gateway + two instances).
 #
 #   make SAN=1        ASan + UBSan build (objects under build/san/)
 #   make CC=clang     the same tree with clang
@@ -84,7 +85,7 @@ test: deps
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	./bin/strata serve --listen 127.0.0.1:8080
+	./bin/strata up --config config/monolith.yaml --data var
 
 fuzz:
 	@$(MAKE) --no-print-directory -f fuzz/Makefile

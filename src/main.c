@@ -24,6 +24,10 @@ int main(int argc, char **argv) {
     return cli_gateway(argc - 2, argv + 2);
   if (strcmp(cmd, "check") == 0)
     return cli_check(argc - 2, argv + 2);
+  if (strcmp(cmd, "up") == 0)
+    return cli_up(argc - 2, argv + 2);
+  if (strcmp(cmd, "status") == 0)
+    return cli_status(argc - 2, argv + 2);
   if (strcmp(cmd, "events") == 0)
     return cli_events(argc - 2, argv + 2);
   fprintf(stderr, "strata: unknown command '%s' (see strata --help)\n", cmd);

@@ -23,6 +23,10 @@ unsigned topology_hosted(const struct strata_config *cfg, const char *service) {
 }
 
 int topology_path_join(char *out, size_t cap, const char *root, const char *rel) {
+  while (rel[0] == '.' && rel[1] == '/')
+    rel += 2; /* "./app" is "app" */
+  if (strcmp(rel, ".") == 0)
+    rel = "";
   int n;
   if (!rel[0])
     n = snprintf(out, cap, "%s", root);
@@ -35,6 +39,8 @@ int topology_path_join(char *out, size_t cap, const char *root, const char *rel)
       out[0] = '\0';
     return -1;
   }
+  while (n > 1 && out[n - 1] == '/')
+    out[--n] = '\0'; /* "var/" and "var" are one directory */
   return 0;
 }
 

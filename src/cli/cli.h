@@ -11,6 +11,8 @@ int cli_serve(int argc, char **argv);
 int cli_check(int argc, char **argv);
 int cli_gateway(int argc, char **argv);
 int cli_events(int argc, char **argv);
+int cli_up(int argc, char **argv);
+int cli_status(int argc, char **argv);
 void cli_usage(FILE *out);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include "bus/bus.h"
 #include "core/error.h"
+#include "core/process.h"
 #include "payments/payments.h"
 
 static const char schema_v1[] =
@@ -27,22 +28,28 @@ static const char schema_v1[] =
     "  created_at INTEGER NOT NULL,"
     "  PRIMARY KEY (client_id, key));";
 
+/* v3: who holds an in-flight key (core/process.h), so a crash's
+ * reservation is taken over as soon as its process is gone. */
+static const char schema_v3[] = "ALTER TABLE idempotency_keys ADD COLUMN owner TEXT;";
+
 size_t payments_schema(const struct db_migration **out) {
-  static struct db_migration steps[2];
+  static struct db_migration steps[3];
   steps[0] = (struct db_migration){1, schema_v1};
   steps[1] = (struct db_migration){2, BUS_OUTBOX_SQL};
+  steps[2] = (struct db_migration){3, schema_v3};
   *out = steps;
-  return 2;
+  return sizeof steps / sizeof steps[0];
 }
 
 static const char sql_key_get[] =
-    "SELECT request, status, response, created_at FROM idempotency_keys"
+    "SELECT request, status, response, created_at, owner FROM idempotency_keys"
     " WHERE client_id = ?1 AND key = ?2";
 static const char sql_key_insert[] =
-    "INSERT INTO idempotency_keys (client_id, key, request, status, created_at)"
-    " VALUES (?1, ?2, ?3, 0, ?4)";
+    "INSERT INTO idempotency_keys (client_id, key, request, status, created_at, owner)"
+    " VALUES (?1, ?2, ?3, 0, ?4, ?5)";
 static const char sql_key_retake[] =
-    "UPDATE idempotency_keys SET created_at = ?3 WHERE client_id = ?1 AND key = ?2 AND status = 0";
+    "UPDATE idempotency_keys SET created_at = ?3, owner = ?4"
+    " WHERE client_id = ?1 AND key = ?2 AND status = 0";
 static const char sql_key_finish[] =
     "UPDATE idempotency_keys SET status = ?3, response = ?4 WHERE client_id = ?1 AND key = ?2";
 static const char sql_key_release[] =
@@ -70,19 +77,23 @@ int payments_repo_reserve(struct db *db, const char *client, const char *key, co
     *status = sqlite3_column_int(st, 1);
     const char *resp = db_col_text(st, 2);
     long long created = sqlite3_column_int64(st, 3);
+    /* the process that reserved it: when it is gone (a crash), its
+     * reservation is taken over at once rather than after stale_ms */
+    int owner_alive = process_id_alive(db_col_text(st, 4));
     *response = arena_strndup(a, resp, strlen(resp));
     sqlite3_reset(st);
     if (!same) {
       *state = IDEM_MISMATCH;
     } else if (*status > 0) {
       *state = IDEM_DONE;
-    } else if (now_ms - created < stale_ms) {
+    } else if (owner_alive != 0 && now_ms - created < stale_ms) {
       *state = IDEM_IN_FLIGHT;
     } else {
       st = db_stmt(db, sql_key_retake);
       db_bind_text(st, 1, client);
       db_bind_text(st, 2, key);
       db_bind_int(st, 3, now_ms);
+      db_bind_text(st, 4, process_self_id());
       if (!st || sqlite3_step(st) != SQLITE_DONE)
         return STRATA_EINTERNAL;
       *state = IDEM_RESERVED;
@@ -98,6 +109,7 @@ int payments_repo_reserve(struct db *db, const char *client, const char *key, co
   db_bind_text(st, 2, key);
   db_bind_text(st, 3, request);
   db_bind_int(st, 4, now_ms);
+  db_bind_text(st, 5, process_self_id());
   if (sqlite3_step(st) != SQLITE_DONE)
     return STRATA_EINTERNAL;
   *state = IDEM_RESERVED;

@@ -44,7 +44,18 @@ int db_open(const char *path, const struct db_migration *migrations, size_t n_mi
            "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
            sync == DB_SYNC_NORMAL ? "NORMAL" : "FULL");
   char *err = NULL;
-  if (sqlite3_exec(db->conn, pragmas, NULL, NULL, &err) != SQLITE_OK) {
+  /* Turning a new database to WAL needs an exclusive lock, and SQLite
+   * answers SQLITE_BUSY at once, without the busy handler, when another
+   * process is doing the same (waiting could deadlock). Instances that
+   * start together on a fresh data directory (strata up) retry here. */
+  for (int tries = 0;
+       (rc = sqlite3_exec(db->conn, pragmas, NULL, NULL, &err)) == SQLITE_BUSY && tries < 1000;
+       tries++) {
+    sqlite3_free(err);
+    err = NULL;
+    sqlite3_sleep(10);
+  }
+  if (rc != SQLITE_OK) {
     snprintf(why, why_len, "%s: %s", path, err ? err : "pragma failed");
     sqlite3_free(err);
     goto fail;

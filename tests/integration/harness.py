@@ -24,6 +24,18 @@ def free_port():
     return port
 
 
+def wait_until(fn, timeout=10.0, step=0.05):
+    """Calls fn until it returns something true (returned) or timeout
+    seconds pass (None)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
 class Server:
     """A `strata serve` process. Use as a context manager."""
 

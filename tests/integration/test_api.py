@@ -829,6 +829,41 @@ class PaymentsApi(ApiCase):
         # nothing was charged
         self.assertEqual(self.order_status(o["id"]), "pending")
 
+    def test_crash_abandoned_reservation_is_taken_over_at_once(self):
+        """A reservation left by a process that died is taken over by the
+        next request with its key (the holder's boot id, pid and start time
+        are recorded); one held by a live process, or by an unknown one
+        (a row from an older strata), stays in flight (409)."""
+        import sqlite3
+        _, o = self.order()
+        body = {"orderId": o["id"], "amountCents": 1}  # wrong amount: a stored 422
+        self.assertError(self.req("POST", "/api/payments", body, {"Idempotency-Key": f"src-{o['id']}"}),
+                         422, "unprocessable_entity", "amountCents")
+        db = sqlite3.connect(os.path.join(self.srv.tmp, "data", "payments.db"), timeout=10)
+        (request,) = db.execute("SELECT request FROM idempotency_keys WHERE key = ?",
+                                (f"src-{o['id']}",)).fetchone()
+
+        def proc_id(pid, start_shift=0):
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                boot = f.read().strip()
+            with open(f"/proc/{pid}/stat") as f:
+                start = int(f.read().rsplit(")", 1)[1].split()[19])
+            return f"{boot}/{pid}/{start + start_shift}"
+        now = int(time.time() * 1000)
+        holders = {"dead": proc_id(self.srv.proc.pid, 1),  # that pid, another start: gone
+                   "live": proc_id(self.srv.proc.pid), "unknown": None}
+        for name, owner in holders.items():
+            db.execute("INSERT INTO idempotency_keys (client_id, key, request, status, created_at, owner)"
+                       " VALUES ('anonymous', ?, ?, 0, ?, ?)", (f"{name}-{o['id']}", request, now, owner))
+        db.commit()
+        db.close()
+        self.assertError(self.req("POST", "/api/payments", body, {"Idempotency-Key": f"dead-{o['id']}"}),
+                         422, "unprocessable_entity", "amountCents")
+        for name in ("live", "unknown"):
+            with self.subTest(holder=name):
+                self.assertError(self.req("POST", "/api/payments", body,
+                                          {"Idempotency-Key": f"{name}-{o['id']}"}), 409, "conflict")
+
     def test_body_validation(self):
         _, o = self.order()
         h = {"Idempotency-Key": f"val-{o['id']}"}
