@@ -67,6 +67,9 @@ struct upstream_conn {
   int got_bytes;
   int fail_now; /* the timer reports a synchronous failure */
   int in_head;  /* still reading a header section: bare LFs are refused */
+  int reading;  /* uv_read_start'ed: reads stay on between calls (an idle
+                 * connection's close is noticed), and every start or stop
+                 * costs epoll_ctl calls */
   const char *read_start; /* the buffer llhttp is running over */
   char prev, prev2; /* the last two bytes before this read, for that check */
   int closing_handles;
@@ -173,7 +176,7 @@ static void conn_close(struct upstream_conn *c) {
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
 }
 
-static void on_idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 /* Every read is parsed (and what is kept copied to the call's arena) before
  * the loop reads again, so one buffer per thread serves all connections. */
 static _Thread_local char read_buf[65536];
@@ -186,6 +189,20 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 }
 
 static void on_timer(uv_timer_t *t);
+
+static int read_on(struct upstream_conn *c) {
+  if (c->reading)
+    return 0;
+  int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  c->reading = rc == 0;
+  return rc;
+}
+
+static void read_off(struct upstream_conn *c) {
+  if (c->reading)
+    uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = 0;
+}
 
 /* The connection's timer, unless a synchronous failure is being reported
  * through it (fail_now), which nothing may delay. */
@@ -214,13 +231,12 @@ static void finish(struct upstream_call *call, int rc) {
                    (!call->body_follows || call->req_done) && !writeq_queued(&c->wq);
     if (reusable) {
       writeq_release(&c->wq);
-      uv_read_stop((uv_stream_t *)&c->tcp);
       llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
       c->state = UC_IDLE;
       c->next_idle = h->idle;
       h->idle = c;
       h->n_idle++;
-      uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_idle_read);
+      read_on(c); /* parked: on_read closes it if the upstream does */
       /* A parked connection must not keep the worker's loop alive: a
        * draining worker ends when its clients are gone. */
       uv_unref((uv_handle_t *)&c->tcp);
@@ -235,13 +251,6 @@ static void finish(struct upstream_call *call, int rc) {
     call->scb->on_end(&call->resp, call->arg);
   else
     call->scb->on_error(rc, call->arg);
-}
-
-static void on_idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  (void)buf;
-  if (nread == 0)
-    return;
-  conn_close((struct upstream_conn *)s); /* closed by the upstream, or bytes nobody asked for */
 }
 
 /* ---- response parsing ----------------------------------------------------- */
@@ -407,8 +416,9 @@ static void init_settings(void) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct upstream_conn *c = (struct upstream_conn *)s;
   struct upstream_call *call = c->call;
-  if (!call) {
-    conn_close(c);
+  if (!call) { /* parked */
+    if (nread != 0)
+      conn_close(c); /* closed by the upstream, or bytes nobody asked for */
     return;
   }
   if (nread > 0) {
@@ -532,8 +542,7 @@ static void send_request(struct upstream_conn *c) {
   c->prev = c->prev2 = '\0';
   c->write_req.data = c;
   uv_buf_t b = uv_buf_init(call->request, (unsigned)call->len);
-  uv_read_stop((uv_stream_t *)&c->tcp);
-  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0 ||
+  if (read_on(c) != 0 ||
       uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
     c->fail_now = c->reused ? UPSTREAM_ESTALE : UPSTREAM_ERESET; /* the caller reports it */
 }
@@ -706,7 +715,7 @@ void upstream_stream_pause(struct upstream_call *call) {
   if (!c || call->paused)
     return;
   call->paused = 1;
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  read_off(c);
   if (call->head_seen && call->mode == UPSTREAM_BODY_STREAM && !writeq_queued(&c->wq))
     disarm(c);
 }
@@ -717,7 +726,7 @@ void upstream_stream_resume(struct upstream_call *call) {
     return;
   call->paused = 0;
   if (c->state != UC_CLOSED)
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    read_on(c);
   if (call->head_seen && call->mode == UPSTREAM_BODY_STREAM)
     arm(c, call->idle_timeout_ms);
 }

@@ -110,7 +110,11 @@ class Up:
     def __init__(self, extra=()):
         self.tmp = tempfile.mkdtemp(prefix="strata-up-")
         self.data = os.path.join(self.tmp, "data")
-        self.port, self.admin, self.base = free_port(), free_port(), free_port_pair()
+        # three different ports: two free_port() calls may return the same one
+        while True:
+            self.port, self.admin, self.base = free_port(), free_port(), free_port_pair()
+            if len({self.port, self.admin, self.base, self.base + 1}) == 4:
+                break
         self.config = topology(self.tmp, self.port, self.admin, self.base)
         self.state_path = os.path.join(self.data, "strata-up.json")
         self.out_path = os.path.join(self.tmp, "up.out")
