@@ -43,18 +43,11 @@ int strbuf_reserve(struct strbuf *sb, size_t n) {
   return 0;
 }
 
-void strbuf_append(struct strbuf *sb, const void *p, size_t n) {
+void strbuf_append_slow(struct strbuf *sb, const void *p, size_t n) {
   if (strbuf_reserve(sb, n) < 0)
     return;
   memcpy(sb->data + sb->len, p, n);
   sb->len += n;
-  sb->data[sb->len] = '\0';
-}
-
-void strbuf_putc(struct strbuf *sb, char c) {
-  if (strbuf_reserve(sb, 1) < 0)
-    return;
-  sb->data[sb->len++] = c;
   sb->data[sb->len] = '\0';
 }
 

@@ -24,9 +24,19 @@ void strbuf_free(struct strbuf *sb);
 static inline void strbuf_clear(struct strbuf *sb) { sb->len = 0; sb->failed = 0; }
 /* Makes room for n more bytes; returns 0 or -1 (and marks failed). */
 int strbuf_reserve(struct strbuf *sb, size_t n);
-void strbuf_append(struct strbuf *sb, const void *p, size_t n);
+void strbuf_append_slow(struct strbuf *sb, const void *p, size_t n);
+/* Inline for the common case (room left): these sit on every hot path. */
+static inline void strbuf_append(struct strbuf *sb, const void *p, size_t n) {
+  if (__builtin_expect(!sb->failed && sb->cap - sb->len > n, 1)) {
+    memcpy(sb->data + sb->len, p, n);
+    sb->len += n;
+    sb->data[sb->len] = '\0';
+  } else {
+    strbuf_append_slow(sb, p, n);
+  }
+}
 static inline void strbuf_puts(struct strbuf *sb, const char *s) { strbuf_append(sb, s, strlen(s)); }
-void strbuf_putc(struct strbuf *sb, char c);
+static inline void strbuf_putc(struct strbuf *sb, char c) { strbuf_append(sb, &c, 1); }
 void strbuf_printf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void strbuf_put_u64(struct strbuf *sb, uint64_t v);
 void strbuf_put_i64(struct strbuf *sb, int64_t v);

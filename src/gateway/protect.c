@@ -235,8 +235,12 @@ static int check_scopes(struct gateway *gw, struct gw_conf *g, struct http_excha
 int gw_protect(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex, unsigned route,
                struct auth_identity *id) {
   const struct gw_route *rt = &g->s.routes[route];
-  memset(id, 0, sizeof *id);
+  /* anonymous until verified; the rest of *id (kilobytes of scope text)
+   * is only ever read after authentication filled it */
   id->kind = AUTH_KIND_NONE;
+  id->subject[0] = id->scopes[0] = '\0';
+  id->expires_s = 0;
+  id->has_limit = 0;
   if (g->credentials_accepted && authenticate(gw, g, ex, rt->rc.auth_anonymous, id) != 0)
     return -1;
   if (rt->rc.scopes[0] && check_scopes(gw, g, ex, rt->rc.scopes, id) != 0)

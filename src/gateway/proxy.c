@@ -179,10 +179,27 @@ static int never_forwarded(const struct http_header *h, int request) {
 
 /* 1 when some header of hs is called Connection (most messages have none,
  * and then no header needs the token check below). */
+/* 1 when a Connection header of hs names a header to drop: a token other
+ * than keep-alive and close, which are hop-by-hop anyway. Most messages
+ * have none or just "keep-alive", and then no header needs the per-header
+ * token check below. */
 static int has_connection(const struct http_header *hs, unsigned n) {
-  for (unsigned i = 0; i < n; i++)
-    if (hs[i].name_len == 10 && strncasecmp(hs[i].name, "connection", 10) == 0)
-      return 1;
+  for (unsigned i = 0; i < n; i++) {
+    if (hs[i].name_len != 10 || strncasecmp(hs[i].name, "connection", 10) != 0)
+      continue;
+    const char *p = hs[i].value, *end = p + hs[i].value_len;
+    while (p < end) {
+      while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+        p++;
+      const char *tok = p;
+      while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+        p++;
+      size_t len = (size_t)(p - tok);
+      if (len && !(len == 10 && strncasecmp(tok, "keep-alive", 10) == 0) &&
+          !(len == 5 && strncasecmp(tok, "close", 5) == 0))
+        return 1;
+    }
+  }
   return 0;
 }
 
