@@ -542,8 +542,23 @@ static void send_request(struct upstream_conn *c) {
   c->prev = c->prev2 = '\0';
   c->write_req.data = c;
   uv_buf_t b = uv_buf_init(call->request, (unsigned)call->len);
-  if (read_on(c) != 0 ||
-      uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
+  int failed = read_on(c) != 0;
+  if (!failed && !(call->scb && call->body_follows && !call->req_done)) {
+    /* A whole request usually fits the socket at once: written here, it
+     * costs no write request and no POLLOUT round (epoll_ctl calls). */
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == (int)b.len) {
+      c->state = UC_WAITING;
+      return;
+    }
+    if (n > 0) {
+      b.base += n;
+      b.len -= (unsigned)n;
+    } else if (n != UV_EAGAIN) {
+      failed = 1;
+    }
+  }
+  if (failed || uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
     c->fail_now = c->reused ? UPSTREAM_ESTALE : UPSTREAM_ERESET; /* the caller reports it */
 }
 
