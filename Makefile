@@ -30,7 +30,7 @@ DEP      := $(OBJ:.o=.d) $(BUILD)/src/main.d
 GEN_OBJ  := $(BUILD)/gen/openapi.o
 LIB      := $(BUILD)/libstrata.a
 LLHTTP   := $(BUILD)/libllhttp.a
-BIN      := $(if $(filter 1,$(SAN)),$(BUILD)/strata,bin/strata)
+BIN      := $(if $(filter build/rel,$(BUILD)),bin/strata,$(BUILD)/strata)
 
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
