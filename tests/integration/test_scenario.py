@@ -369,6 +369,9 @@ class KillDuringScenario(unittest.TestCase):
     def test_kill_orders_service(self):
         self.run_with_kill("microservices", "orders")
 
+    def test_kill_users_service(self):
+        self.run_with_kill("microservices", "users")
+
     def test_kill_payments_service(self):
         self.run_with_kill("microservices", "payments")
 
