@@ -354,7 +354,10 @@ void gateway_set_reloader(struct gateway *g, gw_reload_cb cb, void *ctx) {
 }
 
 int gateway_start(struct gateway *g) { return gw_health_start(g); }
-void gateway_stop(struct gateway *g) { gw_health_stop(g); }
+void gateway_stop(struct gateway *g) {
+  if (g) /* gateway_new() may have failed */
+    gw_health_stop(g);
+}
 
 /* ---- worker state ------------------------------------------------------- */
 
