@@ -1,6 +1,8 @@
 /* Remote domain calls over HTTP with the resilience layer; see remote.h. */
 #include "app/remote.h"
 
+#include "app/trust.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,16 +37,16 @@ void remote_settings_default(struct remote_settings *s) {
 
 /* ---- what travels with a call ------------------------------------------- */
 
-/* The caller's identity, as the trust filter verified it on the way in.
- * The one place that reads it: when the server keeps the verified identity
- * on the exchange (trust.h), this becomes a lookup. */
+/* The caller's identity, as the trust filter verified it on the way in
+ * (NULL without an identity secret, or for an internal caller without an
+ * exchange): anonymous. Verified once there, not again here. */
 static void origin_identity(struct http_exchange *ex, const char *secret,
                             struct auth_identity *id) {
-  memset(id, 0, sizeof *id);
-  if (ex && secret && secret[0] &&
-      identity_from_request(secret, http_request_of(ex), (uint64_t)time(NULL),
-                            IDENTITY_DEFAULT_SKEW_S, id) != 0)
-    memset(id, 0, sizeof *id); /* cannot happen behind the filter: anonymous */
+  const struct auth_identity *verified = ex && secret && secret[0] ? trust_identity(ex) : NULL;
+  if (verified)
+    *id = *verified;
+  else
+    memset(id, 0, sizeof *id);
 }
 
 void remote_origin_from(struct http_exchange *ex, const char *secret, uint64_t now_ms,

@@ -1219,11 +1219,16 @@ void gw_proxy(struct http_exchange *ex, struct gw_state *st, unsigned route,
   call->deadline = deadline_after(call->started, call->route->retry.total_timeout_ms);
   call->last_host = -1;
   call->host = -1;
-  char *path = arena_alloc(http_arena(ex), req->path_len + sizeof call->route->rc.rewrite_prefix + 2);
-  call->path_len = path ? gw_route_rewrite(call->route, req->path, req->path_len, path,
-                                           req->path_len + sizeof call->route->rc.rewrite_prefix + 2)
-                        : 0;
-  call->path = path;
+  const struct route_config *rc = &call->route->rc;
+  if (!rc->strip_prefix && !rc->rewrite_prefix[0]) { /* most routes: the path as received */
+    call->path = req->path;
+    call->path_len = req->path_len;
+  } else {
+    size_t cap = req->path_len + sizeof rc->rewrite_prefix + 2;
+    char *path = arena_alloc(http_arena(ex), cap);
+    call->path_len = path ? gw_route_rewrite(call->route, req->path, req->path_len, path, cap) : 0;
+    call->path = path;
+  }
   if (!call->path_len) {
     http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
     return;
