@@ -35,13 +35,13 @@
 #    connection in two separate runs; (Ir(N2) - Ir(N1)) / (N2 - N1).
 #
 # The results replace the block between the gateway markers in
-# docs/benchmarks.md. Knobs: ROUNDS=3 DURATION=8s CONNS_LIST="50 200"
+# docs/benchmarks.md. Knobs: ROUNDS=5 DURATION=8s CONNS_LIST="50 200"
 # N1=2000 N2=12000 PROXY_PATH=/ NGINX_KEEPALIVE=64, ports SPORT=18521
 # NPORT=18522 HPORT=18523 UPORT1=18524 UPORT2=18525 (callgrind: SPORT+10).
-# At the defaults it takes about 4 minutes (3 of them wrk).
+# At the defaults it takes about 5 minutes (4.5 of them wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-8s} CONNS_LIST=${CONNS_LIST:-50 200}
+ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-8s} CONNS_LIST=${CONNS_LIST:-50 200}
 N1=${N1:-2000} N2=${N2:-12000} PROXY_PATH=${PROXY_PATH:-/}
 NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-64}
 SPORT=${SPORT:-18521} NPORT=${NPORT:-18522} HPORT=${HPORT:-18523}
