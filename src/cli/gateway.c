@@ -105,7 +105,7 @@ static int build(int argc, char **argv, struct strata_config *out, struct gw_set
     }
     i++;
     int pool_flag = strcmp(a, "--upstream") == 0 || strcmp(a, "--balance") == 0 ||
-                    strcmp(a, "--health-interval") == 0;
+                    strcmp(a, "--health-interval") == 0 || strcmp(a, "--health-path") == 0;
     if (pool_flag && config_path) {
       snprintf(why_out, why_cap, "strata gateway: %s is for the no-config form; with --config, pools come "
                       "from the file", a);
@@ -158,6 +158,12 @@ static int build(int argc, char **argv, struct strata_config *out, struct gw_set
         return 2;
       }
       pool->health_disabled = pool->health_interval_ms == 0;
+    } else if (strcmp(a, "--health-path") == 0) {
+      /* upstreams that are not strata services have no /health/ready */
+      if (v[0] != '/' || copy_arg(pool->health_path, sizeof pool->health_path, v) != 0) {
+        snprintf(why_out, why_cap, "strata gateway: --health-path needs a path such as /healthz");
+        return 2;
+      }
     } else if (strcmp(a, "--try-timeout") == 0) {
       if (parse_ms(v, &gc->try_timeout_ms) != 0) {
         snprintf(why_out, why_cap, "strata gateway: --try-timeout needs a duration such as 2s");
@@ -201,12 +207,18 @@ static int build(int argc, char **argv, struct strata_config *out, struct gw_set
     } else if (strcmp(a, "--max-request-body") == 0) {
       uint64_t n;
       if (config_parse_size(v, &n, why, sizeof why) != 0) {
-        fprintf(stderr, "strata gateway: --max-request-body needs a size such as 1g\n");
+        snprintf(why_out, why_cap, "strata gateway: --max-request-body needs a size such as 1g");
         return 2;
       }
       gc->max_request_body = n;
     } else if (strcmp(a, "--trusted-hops") == 0) {
-      gc->trusted_hops = (unsigned)atoi(v);
+      char *end;
+      unsigned long n = strtoul(v, &end, 10);
+      if (*end || !*v || n > 64) {
+        snprintf(why_out, why_cap, "strata gateway: --trusted-hops needs a number from 0 to 64");
+        return 2;
+      }
+      gc->trusted_hops = (unsigned)n;
     } else {
       snprintf(why_out, why_cap, "strata gateway: unknown option '%s' (see strata --help)", a);
       return 2;

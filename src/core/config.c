@@ -628,7 +628,7 @@ void config_defaults(struct strata_config *cfg) {
   g->backoff_base_ms = 25;
   g->backoff_cap_ms = 250;
   g->max_response_bytes = 64 * MIB;
-  g->max_request_body = 0; /* http.max_body */
+  g->max_request_body = 1 * GIB; /* streamed: memory stays bounded whatever the size */
   g->rate_period_ms = 1 * SEC;
 }
 

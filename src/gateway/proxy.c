@@ -317,6 +317,9 @@ static int build_request(struct proxy_call *call, const char *body, size_t body_
                          call->st->hosts[gw_host_index(call->st->conf, call->pool, 0)]));
     strbuf_puts(&sb, "\r\n");
   }
+  /* RFC 9110 7.6.3: a gateway names itself in Via on each request it
+   * passes inbound; a client's Via lines went first, so ours ends the list. */
+  strbuf_puts(&sb, req->version_minor == 0 ? "Via: 1.0 strata\r\n" : "Via: 1.1 strata\r\n");
   char ip[64];
   client_ip(req->remote ? req->remote : "", ip, sizeof ip);
   strbuf_puts(&sb, "X-Forwarded-For: ");

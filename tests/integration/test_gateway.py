@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import statistics
+import subprocess
 import tempfile
 import time
 import unittest
@@ -407,6 +408,18 @@ class Hygiene(GatewayCase):
         h = upstream_headers(self.fake)
         self.assertEqual(values(h, "x-forwarded-for"), ["127.0.0.1"])
         self.assertEqual(values(h, "forwarded"), ['for=127.0.0.1;proto=http;host="api.test"'])
+
+    def test_via_names_the_gateway_after_the_clients_list(self):
+        r = self.get(self.gw, "/via")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(values(upstream_headers(self.fake), "via"), ["1.1 strata"])
+        r = self.get(self.gw, "/via2", "Via: 1.1 edge.example, 1.0 cdn")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(values(upstream_headers(self.fake), "via"),
+                         ["1.1 edge.example, 1.0 cdn", "1.1 strata"])
+        r = exchange(self.gw.port, req("GET", "/via3", version="HTTP/1.0"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(values(upstream_headers(self.fake), "via"), ["1.0 strata"])
 
     def test_request_id_valid_propagated_unchanged(self):
         r = self.get(self.gw, "/rid", "X-Request-Id: abc-123_X.y")
@@ -885,6 +898,42 @@ class HealthChecks(GatewayCase):
                 a.stop()
                 b.stop()
 
+    def test_health_path_option_checks_another_path(self):
+        # an upstream that is not a strata service: no /health/ready (503
+        # here), 200 on every other path
+        a = FakeUpstream().start()
+        a.set_health("fail")
+        plain = Gateway([a.port], health_interval="200ms").start()
+        gw = Gateway([a.port], "--health-path", "/healthz", health_interval="200ms").start()
+        try:
+            got, _ = wait_until(lambda: gw.metric("strata_gateway_upstream_healthy", a.port) == 1, 2.0)
+            self.assertTrue(got, "a host answering 200 on --health-path stays unhealthy")
+            self.assertEqual(gw.ready()[1]["status"], "up")
+            checks = [r for r in a.recorded if r["path"] == "/healthz"]
+            self.assertGreaterEqual(len(checks), 1, "no check reached /healthz")
+            self.assertEqual(checks[0]["method"], "GET")
+            got, _ = wait_until(lambda: plain.metric("strata_gateway_upstream_healthy", a.port) == 0, 2.0)
+            self.assertTrue(got, "the default path /health/ready answered 503 and still passed")
+            self.assertEqual(plain.ready()[1]["status"], "down")
+            # panic mode: a pool whose hosts all fail their checks still gets traffic
+            self.assertEqual(self.get(plain, "/x").status, 200)
+        finally:
+            try:
+                gw.stop_checked()
+                plain.stop_checked()
+            finally:
+                a.stop()
+
+    def test_bad_quick_form_values_refused(self):
+        for args, words in ((["--health-path", "healthz"], "--health-path"),
+                            (["--trusted-hops", "two"], "--trusted-hops"),
+                            (["--max-request-body", "lots"], "--max-request-body")):
+            p = subprocess.run([BIN, "gateway", "--listen", f"127.0.0.1:{free_port()}",
+                                "--upstream", "127.0.0.1:9", *args],
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual(p.returncode, 2, (args, p.stderr))
+            self.assertIn(words, p.stderr, args)
+
 
 # ---- circuit breaker ----------------------------------------------------------------------
 
@@ -1091,7 +1140,7 @@ SMUGGLING = [
     ("request_line_too_long", _get(target="/" + "a" * 9000), 414),
     ("header_too_large", _get("X-Big: " + "v" * (33 * 1024)), 431),
     ("too_many_headers", _get(*[f"X-F{i}: v" for i in range(100)]), 431),
-    ("body_too_large", _post(f"Content-Length: {1024 * 1024 + 1}"), 413),
+    ("body_too_large", _post(f"Content-Length: {1024 ** 3 + 1}"), 413),  # over the 1 GiB default cap
     ("expect_unknown", _get("Expect: something-else"), 417),
 ]
 
