@@ -57,6 +57,7 @@
 
 #include "cache/cache.h"
 #include "core/error.h"
+#include "core/hash.h"
 
 #define MIN_BUCKETS 16
 #define FLIGHT_BUCKETS 64 /* flights in progress are few: at most one per thread */
@@ -113,16 +114,9 @@ static uint64_t now_ms(void) {
 
 static uint64_t deadline(uint32_t ttl_ms) { return ttl_ms ? now_ms() + ttl_ms : 0; }
 
-/* FNV-1a, 64 bits, from a per-cache offset basis so a set of colliding keys
- * cannot be prepared in advance; the final fold mixes the high bits into the
- * low ones the bucket mask keeps. */
-static uint64_t hash_key(uint64_t seed, const char *key, size_t klen) {
-  uint64_t h = 0xcbf29ce484222325ull ^ seed;
-  for (size_t i = 0; i < klen; i++) {
-    h ^= (unsigned char)key[i];
-    h *= 0x100000001b3ull;
-  }
-  return h ^ (h >> 32);
+/* Seeded per table (see core/hash.h), folded for the bucket mask. */
+static uint64_t hash_key(uint64_t seed, const char *key, size_t len) {
+  return hash_fold(hash_fnv1a64(seed, key, len));
 }
 
 static struct lru *lru_of(struct cache *c) { return (struct lru *)c; }

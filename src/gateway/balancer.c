@@ -50,20 +50,9 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/hash.h"
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
 #define GOLDEN_GAMMA 0x9E3779B97F4A7C15ULL
-
-static uint64_t fnv1a64(const void *data, size_t len) {
-  const unsigned char *b = data;
-  uint64_t h = FNV_OFFSET;
-  for (size_t i = 0; i < len; i++) {
-    h ^= b[i];
-    h *= FNV_PRIME;
-  }
-  return h;
-}
 
 /* MurmurHash3's 64-bit finaliser: a bijection with full avalanche. */
 static uint64_t fmix64(uint64_t x) {
@@ -160,7 +149,7 @@ static int ring_build(struct lb_pool *p) {
       k = k * LB_RING_MAX_POINTS / total;
     if (k == 0)
       k = 1;
-    uint64_t base = fnv1a64(h->address, strlen(h->address));
+    uint64_t base = hash_fnv1a64(0, h->address, strlen(h->address));
     for (uint64_t j = 0; j < k; j++) {
       p->ring[at].hash = fmix64(base + (j + 1) * GOLDEN_GAMMA);
       p->ring[at].host = (uint32_t)i;
@@ -372,7 +361,7 @@ int lb_pick(struct lb_pool *p, const void *key, size_t key_len, uint64_t now_ms,
     c.skip = exclude_index; /* a non-candidate skipped changes nothing */
 
   if (p->settings.algorithm == LB_HASH)
-    return pick_hash(&c, key ? fmix64(fnv1a64(key, key_len)) : fmix64(rnd));
+    return pick_hash(&c, key ? fmix64(hash_fnv1a64(0, key, key_len)) : fmix64(rnd));
   int k = 0;
   for (int i = 0; i < p->n_hosts; i++)
     if (candidate(&c, i))

@@ -46,6 +46,8 @@
 #include <time.h>
 
 #include "core/error.h"
+#include "core/hash.h"
+#include "core/httpdate.h"
 #include "observe/trace.h"
 
 #define FLIGHT_BUCKETS 256
@@ -204,29 +206,6 @@ static uint64_t delta_seconds(const char *v, size_t len, int *ok) {
   if (!*ok)
     return 0;
   return n > DELTA_SECONDS_MAX ? DELTA_SECONDS_MAX : n;
-}
-
-/* An HTTP-date in any of the three forms recipients must accept (RFC 9110
- * 5.6.7), as ms since 1970. libc's strptime in the C locale (strata never
- * calls setlocale); obsolete two-digit years follow POSIX %y (69-99: 19xx). */
-static int http_date(const char *v, size_t len, int64_t *out_ms) {
-  static const char *const forms[] = {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT",
-                                      "%a %b %e %H:%M:%S %Y"};
-  char buf[64];
-  if (len >= sizeof buf)
-    return 0;
-  memcpy(buf, v, len);
-  buf[len] = '\0';
-  for (unsigned i = 0; i < sizeof forms / sizeof forms[0]; i++) {
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    const char *end = strptime(buf, forms[i], &tm);
-    if (end && *end == '\0') {
-      *out_ms = (int64_t)timegm(&tm) * 1000;
-      return 1;
-    }
-  }
-  return 0;
 }
 
 /* The first field called lname, or NULL. */
@@ -484,7 +463,7 @@ int respcache_policy_from_response(int status, const struct http_header *headers
   int64_t now = response_epoch_ms > INT64_MAX ? INT64_MAX : (int64_t)response_epoch_ms;
   int64_t date = now;
   const struct http_header *f = find_field(headers, n_headers, "date");
-  if (f && !http_date(f->value, f->value_len, &date))
+  if (f && !http_date_parse(f->value, f->value_len, response_epoch_ms, &date))
     date = now;
 
   if (cc.flags & CC_S_MAXAGE) {
@@ -497,7 +476,7 @@ int respcache_policy_from_response(int status, const struct http_header *headers
     int64_t expires;
     out->from = RESPCACHE_FRESH_EXPIRES;
     /* an invalid date, "0" above all, is a time in the past (5.3) */
-    if (http_date(f->value, f->value_len, &expires) && expires > date)
+    if (http_date_parse(f->value, f->value_len, response_epoch_ms, &expires) && expires > date)
       out->lifetime_ms = (uint64_t)(expires - date);
   } else if (route && route->ttl_ms && kind == 2) {
     out->from = RESPCACHE_FRESH_ROUTE;
@@ -539,15 +518,9 @@ int respcache_policy_from_response(int status, const struct http_header *headers
 
 /* ---- the table --------------------------------------------------------- */
 
-/* FNV-1a 64 from a per-instance offset basis, folded so the bucket mask
- * sees the high bits (as src/cache/lru.c does; both keep theirs static). */
+/* Seeded per table (see core/hash.h), folded for the bucket mask. */
 static uint64_t hash_key(uint64_t seed, const char *key, size_t len) {
-  uint64_t h = 0xcbf29ce484222325ull ^ seed;
-  for (size_t i = 0; i < len; i++) {
-    h ^= (unsigned char)key[i];
-    h *= 0x100000001b3ull;
-  }
-  return h ^ (h >> 32);
+  return hash_fold(hash_fnv1a64(seed, key, len));
 }
 
 static int key_ok(const char *key, size_t len) {
