@@ -216,6 +216,7 @@ static const struct key_spec route_keys[] = {
   { .name = "rewrite_prefix", .kind = VAL_STRING, FIELD_OF(struct route_config, rewrite_prefix) },
   NUMBER(struct route_config, "timeout", VAL_DURATION, timeout_ms, 1, HOUR),
   NUMBER(struct route_config, "try_timeout", VAL_DURATION, try_timeout_ms, 1, HOUR),
+  NUMBER(struct route_config, "max_request_body", VAL_SIZE, max_request_body, 1, 1024 * GIB),
   { .name = "retries", .kind = VAL_SECTION, .off = 0, .keys = route_retry_keys },
   { .name = "rate_limit", .kind = VAL_SECTION, .off = 0, .keys = route_rate_keys },
   { .name = "auth", .kind = VAL_SECTION, .off = 0, .keys = route_auth_keys },

@@ -123,6 +123,7 @@ struct route_config {
   char fallback_body[512];
   char fallback_content_type[64];
   int fallback_stale;           /* serve the last good cached answer */
+  uint64_t max_request_body;    /* 0 = gateway.max_request_body */
 };
 
 struct gateway_config {

@@ -602,15 +602,21 @@ static void proxy_route(struct http_exchange *ex, void *data) {
   }
   if (gw_protect(w->g, c, ex, (unsigned)route, id) != 0)
     return;
+  if (http_body_limit(ex, c->s.routes[route].max_body) != 0) {
+    http_respond_error(ex, STRATA_EPAYLOAD_TOO_LARGE, NULL, NULL);
+    return;
+  }
   gw_proxy(ex, st, (unsigned)route, id);
 }
 
 int gateway_routes_register(struct gateway *g, struct router *r) {
   /* The proxy streams bodies both ways: its route gets requests at
-   * headers-complete, with gateway.max_request_body as the body cap (read
-   * at start: a reload does not change it). */
+   * headers-complete. Its cap here is only a ceiling: proxy_route lowers
+   * it to the matched route's max_request_body from the running conf, so
+   * a reload changes it. */
+  (void)g;
   if (observe_routes_register(r) != 0 ||
-      router_add_streaming(r, "*", "/*", proxy_route, NULL, g->conf->s.max_request_body) != 0)
+      router_add_streaming(r, "*", "/*", proxy_route, NULL, GW_BODY_CEILING) != 0)
     return -1;
   return 0;
 }

@@ -45,6 +45,9 @@ struct gw_pool {
 
 /* A route as the proxy uses it: the configured entry plus what follows
  * from it and the gateway's defaults. */
+/* No request body is larger (gateway.max_request_body's range). */
+#define GW_BODY_CEILING (1024ULL << 30)
+
 struct gw_route {
   struct route_config rc;
   unsigned pool;
@@ -52,6 +55,7 @@ struct gw_route {
   struct retry_policy retry;
   struct breaker_config breaker;
   struct ratelimit_policy rate;  /* rate 0: the gateway's limit */
+  uint64_t max_body;             /* request body bytes (413 past it) */
 };
 
 /* Everything the gateway runs with, resolved from a strata_config (pools

@@ -193,17 +193,18 @@ int gw_settings_from_config(const struct strata_config *cfg, struct gw_settings 
     snprintf(why, why_len, "the gateway has no routes");
     return -1;
   }
+  s->max_request_body = g->max_request_body ? g->max_request_body : cfg->http.max_body_bytes;
   for (uint32_t i = 0; i < g->n_routes; i++) {
     struct gw_route *r = &s->routes[s->n_routes++];
     r->rc = g->routes[i];
     r->pool = (unsigned)find_pool(s, r->rc.pool);
     route_policies(r, g);
+    r->max_body = r->rc.max_request_body ? r->rc.max_request_body : s->max_request_body;
   }
   s->try_timeout_ms = g->try_timeout_ms;
   s->total_timeout_ms = g->total_timeout_ms;
   s->trusted_hops = g->trusted_hops;
   s->max_response_bytes = (size_t)g->max_response_bytes;
-  s->max_request_body = g->max_request_body ? g->max_request_body : cfg->http.max_body_bytes;
   if (g->identity_secret_file[0] &&
       trust_read_secret(g->identity_secret_file, s->identity_secret, sizeof s->identity_secret,
                         why, why_len) != 0)

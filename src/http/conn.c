@@ -1015,6 +1015,15 @@ int http_stream_attach(struct http_exchange *ex, const struct http_stream_cbs *c
 int http_body_streaming(const struct http_exchange *ex) { return ex->stream_body; }
 int64_t http_body_length(const struct http_exchange *ex) { return ex->content_length; }
 
+int http_body_limit(struct http_exchange *ex, uint64_t max_bytes) {
+  if (max_bytes < ex->body_limit)
+    ex->body_limit = max_bytes;
+  if ((ex->content_length > 0 && (uint64_t)ex->content_length > ex->body_limit) ||
+      ex->body_seen > ex->body_limit)
+    return STRATA_EPAYLOAD_TOO_LARGE;
+  return 0;
+}
+
 int http_body_start(struct http_exchange *ex) {
   struct conn *c = ex->conn;
   if (!ex->stream_body || ex->body_started || ex->handler_done || c->state != CS_STREAM)

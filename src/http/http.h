@@ -208,6 +208,12 @@ int http_stream_attach(struct http_exchange *ex, const struct http_stream_cbs *c
 int http_body_streaming(const struct http_exchange *ex);
 /* The declared Content-Length, or -1 for a chunked body. */
 int64_t http_body_length(const struct http_exchange *ex);
+/* Lowers this request's body cap (the route's, from router_add_streaming,
+ * stays the ceiling) for a handler whose limit depends on what it matched.
+ * Returns STRATA_EPAYLOAD_TOO_LARGE when the declared length or the bytes
+ * already read are over it (the handler answers 413), else 0; a chunked
+ * body that grows past it later fails as any over-long body does. */
+int http_body_limit(struct http_exchange *ex, uint64_t max_bytes);
 /* Starts reading the body (callbacks attached first). Returns 0, or -1
  * when there is no body to stream or it was started already. */
 int http_body_start(struct http_exchange *ex);

@@ -560,6 +560,59 @@ gateway:
             a.stop()
 
 
+class BodyCaps(GatewayCase):
+    """gateway.max_request_body and a route's own max_request_body: 413
+    with nothing sent upstream; the running configuration decides, so a
+    reload changes the caps."""
+
+    YAML = """
+gateway:
+  listen: 127.0.0.1:PORT
+  max_request_body: {cap}
+  pools:
+    p: {{hosts: [127.0.0.1:{port}]}}
+  routes:
+    - {{match: {{prefix: /avatars}}, pool: p, max_request_body: 8k}}
+    - {{match: {{prefix: /}}, pool: p}}
+"""
+
+    def post(self, gw, path, size, chunked=False):
+        body = b"x" * size
+        if chunked:
+            data = req("POST", path, "Transfer-Encoding: chunked") + \
+                b"%x\r\n" % size + body + b"\r\n0\r\n\r\n"
+        else:
+            data = req("POST", path, body=body)
+        return exchange(gw.port, data)
+
+    def test_route_cap_gateway_cap_and_reload(self):
+        import signal
+        a = FakeUpstream().start()
+        gw = ConfigGateway(self.YAML.format(cap="4k", port=a.port))
+        gw.start()
+        try:
+            self.assertEqual(self.post(gw, "/avatars/1", 6000).status, 200)  # the route's 8k
+            self.assert_json_error(self.post(gw, "/avatars/2", 9000), 413)
+            self.assert_json_error(self.post(gw, "/avatars/3", 9000, chunked=True), 413)
+            self.assertEqual(self.post(gw, "/docs/1", 4000).status, 200)
+            self.assert_json_error(self.post(gw, "/docs/2", 6000), 413)  # the gateway's 4k
+            self.assert_json_error(self.post(gw, "/docs/3", 6000, chunked=True), 413)
+            paths = [r["path"] for r in a.recorded]
+            self.assertEqual(paths, ["/avatars/1", "/docs/1"], "an over-long body reached the upstream")
+            with open(gw.config, "w") as f:
+                f.write(self.YAML.format(cap="16k", port=a.port).replace("PORT", str(gw.port)))
+            gw.proc.send_signal(signal.SIGHUP)
+            ok, _ = wait_until(lambda: any(x.get("event") == "reloaded" for x in gw.log_lines()), 3.0)
+            self.assertTrue(ok, "no reloaded line")
+            self.assertEqual(self.post(gw, "/docs/4", 12000).status, 200)
+            self.assertEqual(self.post(gw, "/docs/5", 12000, chunked=True).status, 200)
+            self.assert_json_error(self.post(gw, "/docs/6", 17000), 413)
+            self.assert_json_error(self.post(gw, "/avatars/4", 9000), 413)
+        finally:
+            self.assertEqual(gw.stop(), 0)
+            a.stop()
+
+
 class HashParam(GatewayCase):
     def test_same_path_parameter_same_host(self):
         a, b = FakeUpstream().start(), FakeUpstream().start()
