@@ -67,6 +67,14 @@ static void test_path_join(void **state) {
   assert_int_equal(topology_path_join(out, sizeof out, "0123456789", "abcdef"), -1);
   assert_string_equal(out, "");
   assert_int_equal(topology_path_join(out, sizeof out, "0123456789", "abcd"), 0); /* 15 bytes */
+  /* "./" and a trailing "/" of a relative part go (`strata up` joins data dirs so) */
+  char big[64];
+  assert_int_equal(topology_path_join(big, sizeof big, "/r", "./var/"), 0);
+  assert_string_equal(big, "/r/var");
+  assert_int_equal(topology_path_join(big, sizeof big, "/r", "."), 0);
+  assert_string_equal(big, "/r");
+  assert_int_equal(topology_path_join(big, sizeof big, "/r", "/abs/dir"), 0);
+  assert_string_equal(big, "/abs/dir");
 }
 
 static void test_place_monolith_keeps_its_files(void **state) {

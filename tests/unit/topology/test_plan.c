@@ -75,22 +75,9 @@ static const char *joined(const struct sv_child_spec *c) {
   return buf;
 }
 
-static void test_path_join(void **state) {
+static void test_format_address(void **state) {
   (void)state;
   char out[64];
-  assert_int_equal(topology_path_join(out, sizeof out, "/r", "app"), 0);
-  assert_string_equal(out, "/r/app");
-  assert_int_equal(topology_path_join(out, sizeof out, "/r", "./var/"), 0);
-  assert_string_equal(out, "/r/var");
-  assert_int_equal(topology_path_join(out, sizeof out, "/r/", "x"), 0);
-  assert_string_equal(out, "/r/x");
-  assert_int_equal(topology_path_join(out, sizeof out, "/r", ""), 0);
-  assert_string_equal(out, "/r");
-  assert_int_equal(topology_path_join(out, sizeof out, "/r", "."), 0);
-  assert_string_equal(out, "/r");
-  assert_int_equal(topology_path_join(out, sizeof out, "/r", "/abs/dir"), 0);
-  assert_string_equal(out, "/abs/dir");
-  assert_int_equal(topology_path_join(out, 8, "/r", "toolongforit"), -1);
   topology_format_address(out, sizeof out, "::1", 80);
   assert_string_equal(out, "[::1]:80");
   topology_format_address(out, sizeof out, "127.0.0.1", 8080);
@@ -235,7 +222,7 @@ static void test_describe_exit(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_path_join),
+      cmocka_unit_test(test_format_address),
       cmocka_unit_test(test_monolith_today),
       cmocka_unit_test(test_config_forms),
       cmocka_unit_test(test_errors),
