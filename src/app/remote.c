@@ -3,6 +3,7 @@
 
 #include "app/trust.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "gateway/identity.h"
 #include "gateway/upstream.h"
 #include "observe/log.h"
+#include "observe/metrics.h"
 #include "observe/trace.h"
 
 void remote_settings_default(struct remote_settings *s) {
@@ -120,12 +122,99 @@ int remote_status_rc(int status) {
   return status >= 500 ? STRATA_EUNAVAILABLE : STRATA_EBAD_GATEWAY;
 }
 
+/* ---- counters for /metrics ------------------------------------------------ */
+
+/* One set for the process: the remotes of every worker know the same
+ * targets in the same order (app.c plans them once), so they add into the
+ * same slots with relaxed atomics, and one collector reads them. */
+struct instance_stats {
+  uint64_t tries, failures, retries;
+  uint64_t breakers_open; /* gauge: workers whose breaker for it is not closed */
+};
+
+static struct {
+  pthread_mutex_t lock; /* names and the collector's registration */
+  int collector_added;
+  unsigned n_targets;
+  char service[REMOTE_MAX_TARGETS][CFG_NAME_MAX];
+  char instance[REMOTE_MAX_TARGETS][REMOTE_MAX_INSTANCES][80];
+  unsigned n_instances[REMOTE_MAX_TARGETS];
+  uint64_t calls[REMOTE_MAX_TARGETS], unavailable[REMOTE_MAX_TARGETS];
+  struct instance_stats inst[REMOTE_MAX_TARGETS][REMOTE_MAX_INSTANCES];
+} stats = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void count(uint64_t *c) { __atomic_fetch_add(c, 1, __ATOMIC_RELAXED); }
+static uint64_t read_count(const uint64_t *c) { return __atomic_load_n(c, __ATOMIC_RELAXED); }
+
+static void collect(struct strbuf *sb, void *ctx) {
+  (void)ctx;
+  pthread_mutex_lock(&stats.lock);
+  metrics_family(sb, "strata_remote_calls_total", "counter",
+         "Internal calls to a domain another service hosts, by that service.");
+  for (unsigned i = 0; i < stats.n_targets; i++)
+    strbuf_printf(sb, "strata_remote_calls_total{service=\"%s\"} %llu\n", stats.service[i],
+                  (unsigned long long)read_count(&stats.calls[i]));
+  metrics_family(sb, "strata_remote_unavailable_total", "counter",
+         "Internal calls that ended unavailable (tries, budget or deadline spent, or every breaker open).");
+  for (unsigned i = 0; i < stats.n_targets; i++)
+    strbuf_printf(sb, "strata_remote_unavailable_total{service=\"%s\"} %llu\n", stats.service[i],
+                  (unsigned long long)read_count(&stats.unavailable[i]));
+  static const struct {
+    const char *name, *type, *help;
+    size_t off;
+  } fams[] = {
+      {"strata_remote_requests_total", "counter", "Tries sent to an instance.",
+       offsetof(struct instance_stats, tries)},
+      {"strata_remote_failures_total", "counter",
+       "Tries that ended without a usable answer (5xx, reset, timeout, connect failure).",
+       offsetof(struct instance_stats, failures)},
+      {"strata_remote_retries_total", "counter", "Tries that were retries.",
+       offsetof(struct instance_stats, retries)},
+      {"strata_remote_breaker_open", "gauge",
+       "Workers whose circuit breaker for the instance is not closed (0 = closed everywhere).",
+       offsetof(struct instance_stats, breakers_open)},
+  };
+  for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
+    metrics_family(sb, fams[f].name, fams[f].type, fams[f].help);
+    for (unsigned i = 0; i < stats.n_targets; i++)
+      for (unsigned k = 0; k < stats.n_instances[i]; k++)
+        strbuf_printf(sb, "%s{service=\"%s\",instance=\"%s\"} %llu\n", fams[f].name,
+                      stats.service[i], stats.instance[i][k],
+                      (unsigned long long)read_count(
+                          (const uint64_t *)((const char *)&stats.inst[i][k] + fams[f].off)));
+  }
+  pthread_mutex_unlock(&stats.lock);
+}
+
+/* Names the slots of target i after its instances (the same for every
+ * worker) and adds the collector once. */
+static void stats_register(unsigned i, const char *service, struct upstream_host *const *hosts,
+                           unsigned n) {
+  pthread_mutex_lock(&stats.lock);
+  snprintf(stats.service[i], sizeof stats.service[i], "%s", service);
+  for (unsigned k = 0; k < n; k++)
+    snprintf(stats.instance[i][k], sizeof stats.instance[i][k], "%s", upstream_host_name(hosts[k]));
+  stats.n_instances[i] = n;
+  if (i + 1 > stats.n_targets)
+    stats.n_targets = i + 1;
+  if (!stats.collector_added && metrics_add_collector(collect, NULL) == 0)
+    stats.collector_added = 1;
+  pthread_mutex_unlock(&stats.lock);
+}
+
 /* ---- per-loop state ------------------------------------------------------ */
+
+/* What a breaker's transitions report to: its instance's name and slot. */
+struct breaker_ctx {
+  const char *name;
+  struct instance_stats *st;
+};
 
 struct rtarget {
   struct topology_target t;
   struct upstream_host *hosts[REMOTE_MAX_INSTANCES];
   struct breaker breakers[REMOTE_MAX_INSTANCES];
+  struct breaker_ctx bctx[REMOTE_MAX_INSTANCES];
   unsigned n;
   struct lb_pool pool;
 };
@@ -162,8 +251,13 @@ static void on_breaker_change(void *ctx, const struct breaker *b, enum breaker_s
                               enum breaker_state to, const char *reason, uint64_t now_ms) {
   (void)b;
   (void)now_ms;
+  struct breaker_ctx *bc = ctx;
+  if (from == BREAKER_CLOSED && to != BREAKER_CLOSED)
+    __atomic_fetch_add(&bc->st->breakers_open, 1, __ATOMIC_RELAXED);
+  else if (from != BREAKER_CLOSED && to == BREAKER_CLOSED)
+    __atomic_fetch_sub(&bc->st->breakers_open, 1, __ATOMIC_RELAXED);
   log_event(to == BREAKER_OPEN ? LOG_WARN : LOG_INFO, "remote_breaker", NULL, "%s: %s -> %s (%s)",
-            (const char *)ctx, breaker_state_name(from), breaker_state_name(to), reason);
+            bc->name, breaker_state_name(from), breaker_state_name(to), reason);
 }
 
 struct remote *remote_new(uv_loop_t *loop, const struct remote_settings *s,
@@ -189,13 +283,14 @@ struct remote *remote_new(uv_loop_t *loop, const struct remote_settings *s,
       if (!t->hosts[k])
         goto fail;
       breaker_init(&t->breakers[k], &s->breaker);
-      breaker_set_transition_cb(&t->breakers[k], on_breaker_change,
-                                (void *)upstream_host_name(t->hosts[k]));
+      t->bctx[k] = (struct breaker_ctx){upstream_host_name(t->hosts[k]), &stats.inst[i][k]};
+      breaker_set_transition_cb(&t->breakers[k], on_breaker_change, &t->bctx[k]);
       hc[k].address = upstream_host_name(t->hosts[k]);
       hc[k].weight = 1;
     }
     if (lb_pool_init(&t->pool, hc, t->n, &lb) != 0)
       goto fail;
+    stats_register(i, t->t.service, t->hosts, t->n);
   }
   return r;
 fail:
@@ -247,6 +342,8 @@ static void finish(struct remote_call *c, int rc, int status, const char *body, 
               c->target >= 0 ? r->targets[c->target].t.service : "(none hosts it)",
               strata_error_code(rc), c->tries, c->tries == 1 ? "try" : "tries", last);
   }
+  if (rc == STRATA_EUNAVAILABLE && c->target >= 0)
+    count(&stats.unavailable[c->target]);
   uv_close((uv_handle_t *)&c->timer, on_call_closed);
   r->in_flight--;
   cb(rc, status, body, len, arg);
@@ -302,6 +399,8 @@ static void on_upstream(int rc, struct upstream_response *resp, void *arg) {
   uint64_t now = uv_now(c->r->loop);
   lb_end(&t->pool, c->host);
   int ok = rc == UPSTREAM_OK && resp->status < 500;
+  if (!ok)
+    count(&stats.inst[c->target][c->host].failures);
   if (rc != UPSTREAM_ESTALE && rc != UPSTREAM_ECANCELED) {
     /* a stale pooled connection says nothing about the instance */
     breaker_report(&t->breakers[c->host], now, ok, (uint32_t)(now - c->try_started));
@@ -364,6 +463,9 @@ static void try_next(struct remote_call *c) {
     fail_later(c, STRATA_EINTERNAL);
     return;
   }
+  count(&stats.inst[c->target][host].tries);
+  if (c->tries)
+    count(&stats.inst[c->target][host].retries);
   c->tries++;
 }
 
@@ -392,6 +494,8 @@ int remote_get(struct remote *r, int target, struct http_exchange *origin, const
   if (c->origin.deadline_ms < c->deadline)
     c->deadline = c->origin.deadline_ms; /* the caller's caller gives up sooner */
   r->in_flight++;
+  if (c->target >= 0)
+    count(&stats.calls[c->target]);
   retry_budget_request(&r->budget, now);
   try_next(c);
   return 0;

@@ -107,45 +107,41 @@ void bus_stats_refresh(struct bus *b, long long now, int force) {
 
 /* --- metrics ------------------------------------------------------------------ */
 
-static void family(struct strbuf *sb, const char *name, const char *type, const char *help) {
-  strbuf_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 void bus_write_metrics(struct bus *b, struct strbuf *sb) {
   pthread_mutex_lock(&b->stats_lock);
-  family(sb, "strata_bus_outbox_backlog", "gauge",
+  metrics_family(sb, "strata_bus_outbox_backlog", "gauge",
          "Events committed in registered outboxes and not yet in the log, as last measured.");
   strbuf_printf(sb, "strata_bus_outbox_backlog %lld\n", b->pub_backlog);
-  family(sb, "strata_bus_log_last_seq", "gauge", "Sequence number of the newest log entry.");
+  metrics_family(sb, "strata_bus_log_last_seq", "gauge", "Sequence number of the newest log entry.");
   strbuf_printf(sb, "strata_bus_log_last_seq %lld\n", b->pub_last_seq);
   if (b->n_subs == 0) {
     pthread_mutex_unlock(&b->stats_lock);
     return;
   }
   /* Names are [A-Za-z0-9._-] (bus_subscribe), so labels need no escaping. */
-  family(sb, "strata_bus_subscription_lag", "gauge",
+  metrics_family(sb, "strata_bus_subscription_lag", "gauge",
          "Log entries after the subscription's offset (last seq - offset).");
   for (size_t i = 0; i < b->n_subs; i++)
     strbuf_printf(sb, "strata_bus_subscription_lag{subscription=\"%s\"} %lld\n",
                   b->subs[i]->name, b->subs[i]->pub_lag);
-  family(sb, "strata_bus_delivered_total", "counter",
+  metrics_family(sb, "strata_bus_delivered_total", "counter",
          "Events this process delivered and its handler acknowledged.");
   for (size_t i = 0; i < b->n_subs; i++)
     strbuf_printf(sb, "strata_bus_delivered_total{subscription=\"%s\"} %" PRIu64 "\n",
                   b->subs[i]->name,
                   __atomic_load_n(&b->subs[i]->delivered, __ATOMIC_RELAXED));
-  family(sb, "strata_bus_redelivered_total", "counter",
+  metrics_family(sb, "strata_bus_redelivered_total", "counter",
          "Deliveries by this process that were retries or replays of dead letters.");
   for (size_t i = 0; i < b->n_subs; i++)
     strbuf_printf(sb, "strata_bus_redelivered_total{subscription=\"%s\"} %" PRIu64 "\n",
                   b->subs[i]->name,
                   __atomic_load_n(&b->subs[i]->redelivered, __ATOMIC_RELAXED));
-  family(sb, "strata_bus_dead_letters", "gauge",
+  metrics_family(sb, "strata_bus_dead_letters", "gauge",
          "Events of the subscription waiting in dead_letters.");
   for (size_t i = 0; i < b->n_subs; i++)
     strbuf_printf(sb, "strata_bus_dead_letters{subscription=\"%s\"} %lld\n", b->subs[i]->name,
                   b->subs[i]->pub_dead);
-  family(sb, "strata_bus_delivery_lag_seconds", "gauge",
+  metrics_family(sb, "strata_bus_delivery_lag_seconds", "gauge",
          "Age of the oldest event the subscription has not delivered; 0 when caught up.");
   for (size_t i = 0; i < b->n_subs; i++)
     strbuf_printf(sb, "strata_bus_delivery_lag_seconds{subscription=\"%s\"} %.3f\n",

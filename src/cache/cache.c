@@ -70,8 +70,7 @@ static void on_collect(struct strbuf *sb, void *ctx) {
   (void)ctx;
   pthread_mutex_lock(&registry_lock);
   for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
-    strbuf_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", families[f].name, families[f].help,
-                  families[f].name, families[f].type);
+    metrics_family(sb, families[f].name, families[f].type, families[f].help);
     for (struct cache *c = live_head; c; c = c->live_next) {
       uint64_t *field = (uint64_t *)((char *)&c->stats + families[f].offset);
       strbuf_printf(sb, "%s{cache=\"", families[f].name);

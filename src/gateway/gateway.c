@@ -65,10 +65,6 @@ static void host_labels(struct strbuf *sb, const struct gw_conf *c, unsigned h) 
                 c->s.hosts[h].host, c->s.hosts[h].port);
 }
 
-static void family(struct strbuf *sb, const char *name, const char *type, const char *help) {
-  strbuf_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 static void collect(struct strbuf *sb, void *ctx) {
   struct gateway *g = ctx;
   static const char *const classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -90,14 +86,14 @@ static void collect(struct strbuf *sb, void *ctx) {
        offsetof(struct gw_host_stats, ejections)},
   };
   for (size_t f = 0; f < sizeof host_fams / sizeof host_fams[0]; f++) {
-    family(sb, host_fams[f].name, "counter", host_fams[f].help);
+    metrics_family(sb, host_fams[f].name, "counter", host_fams[f].help);
     for (unsigned h = 0; h < c->s.n_hosts; h++) {
       strbuf_puts(sb, host_fams[f].name);
       host_labels(sb, c, h);
       strbuf_printf(sb, "} %llu\n", (unsigned long long)sum_stat(g, c, 0, h, host_fams[f].off));
     }
   }
-  family(sb, "strata_gateway_upstream_responses_total", "counter",
+  metrics_family(sb, "strata_gateway_upstream_responses_total", "counter",
          "Upstream answers by status class.");
   for (unsigned h = 0; h < c->s.n_hosts; h++)
     for (int k = 0; k < 5; k++) {
@@ -108,7 +104,7 @@ static void collect(struct strbuf *sb, void *ctx) {
       host_labels(sb, c, h);
       strbuf_printf(sb, ",status=\"%s\"} %llu\n", classes[k], (unsigned long long)n);
     }
-  family(sb, "strata_gateway_breaker_open", "gauge",
+  metrics_family(sb, "strata_gateway_breaker_open", "gauge",
          "Workers whose breaker for the host is not closed (0 = closed everywhere).");
   for (unsigned h = 0; h < c->s.n_hosts; h++) {
     unsigned open = 0;
@@ -119,13 +115,13 @@ static void collect(struct strbuf *sb, void *ctx) {
     host_labels(sb, c, h);
     strbuf_printf(sb, "} %u\n", open);
   }
-  family(sb, "strata_gateway_upstream_healthy", "gauge", "Active health check verdict.");
+  metrics_family(sb, "strata_gateway_upstream_healthy", "gauge", "Active health check verdict.");
   for (unsigned h = 0; h < c->s.n_hosts; h++) {
     strbuf_puts(sb, "strata_gateway_upstream_healthy");
     host_labels(sb, c, h);
     strbuf_printf(sb, "} %d\n", __atomic_load_n(&c->healthy[h], __ATOMIC_RELAXED));
   }
-  family(sb, "strata_gateway_upstream_duration_seconds", "histogram",
+  metrics_family(sb, "strata_gateway_upstream_duration_seconds", "histogram",
          "Time of one try on an upstream host, from sending to the last response byte.");
   struct histogram *sum = malloc(sizeof *sum);
   for (unsigned h = 0; sum && h < c->s.n_hosts; h++) {
@@ -145,7 +141,7 @@ static void collect(struct strbuf *sb, void *ctx) {
     histogram_write_prometheus(sb, "strata_gateway_upstream_duration_seconds", labels, sum);
   }
   free(sum);
-  family(sb, "strata_gateway_upstream_connections", "gauge",
+  metrics_family(sb, "strata_gateway_upstream_connections", "gauge",
          "Upstream connections, in use (active) or parked for reuse (idle).");
   for (unsigned h = 0; h < c->s.n_hosts; h++) {
     unsigned active = 0, idle = 0;
@@ -175,12 +171,12 @@ static void collect(struct strbuf *sb, void *ctx) {
        offsetof(struct gw_route_stats, fallbacks)},
   };
   for (size_t f = 0; f < sizeof route_fams / sizeof route_fams[0]; f++) {
-    family(sb, route_fams[f].name, "counter", route_fams[f].help);
+    metrics_family(sb, route_fams[f].name, "counter", route_fams[f].help);
     for (unsigned r = 0; r < c->s.n_routes; r++)
       strbuf_printf(sb, "%s{route=\"%s\"} %llu\n", route_fams[f].name, c->s.routes[r].label,
                     (unsigned long long)sum_stat(g, c, 1, r, route_fams[f].off));
   }
-  family(sb, "strata_gateway_route_breaker_open", "gauge",
+  metrics_family(sb, "strata_gateway_route_breaker_open", "gauge",
          "Workers whose breaker for the route is not closed (0 = closed everywhere).");
   for (unsigned r = 0; r < c->s.n_routes; r++) {
     unsigned open = 0;
@@ -219,7 +215,7 @@ static void collect(struct strbuf *sb, void *ctx) {
     cs.entries += one.entries;
     cs.bytes += one.bytes;
   }
-  family(sb, "strata_gateway_cache_lookups_total", "counter",
+  metrics_family(sb, "strata_gateway_cache_lookups_total", "counter",
          "Response cache lookups by result (coalesced: answered by another request's fetch; "
          "stale: served after an upstream failure).");
   strbuf_printf(sb,
@@ -231,14 +227,14 @@ static void collect(struct strbuf *sb, void *ctx) {
                 (unsigned long long)cs.hits, (unsigned long long)cs.misses,
                 (unsigned long long)cs.bypasses, (unsigned long long)cs.coalesced,
                 (unsigned long long)cs.stale_served);
-  family(sb, "strata_gateway_cache_stores_total", "counter", "Responses stored.");
+  metrics_family(sb, "strata_gateway_cache_stores_total", "counter", "Responses stored.");
   strbuf_printf(sb, "strata_gateway_cache_stores_total %llu\n", (unsigned long long)cs.stores);
-  family(sb, "strata_gateway_cache_evictions_total", "counter", "Responses evicted (LRU).");
+  metrics_family(sb, "strata_gateway_cache_evictions_total", "counter", "Responses evicted (LRU).");
   strbuf_printf(sb, "strata_gateway_cache_evictions_total %llu\n",
                 (unsigned long long)cs.evictions);
-  family(sb, "strata_gateway_cache_entries", "gauge", "Responses held.");
+  metrics_family(sb, "strata_gateway_cache_entries", "gauge", "Responses held.");
   strbuf_printf(sb, "strata_gateway_cache_entries %llu\n", (unsigned long long)cs.entries);
-  family(sb, "strata_gateway_cache_bytes", "gauge", "Bytes the held responses take.");
+  metrics_family(sb, "strata_gateway_cache_bytes", "gauge", "Bytes the held responses take.");
   strbuf_printf(sb, "strata_gateway_cache_bytes %llu\n", (unsigned long long)cs.bytes);
   strbuf_printf(sb, "# HELP strata_gateway_config_reloads_total Configurations loaded on SIGHUP.\n"
                     "# TYPE strata_gateway_config_reloads_total counter\n"
@@ -587,6 +583,12 @@ static void proxy_route(struct http_exchange *ex, void *data) {
   struct http_request *req = http_request_of(ex);
   size_t host_len = 0;
   const char *host = http_header_get(req, "host", &host_len);
+  if (gw_path_has_dot_segment(req->path, req->path_len)) {
+    http_respond_error(ex, STRATA_EBAD_REQUEST,
+                       "The path has a dot segment (. or ..), which the gateway does not route.",
+                       NULL);
+    return;
+  }
   int route = gw_route_match(&c->s, host, host_len, req->method, req->path, req->path_len);
   if (route < 0) {
     http_respond_error(ex, STRATA_ENOT_FOUND, "No route matches this request.", NULL);

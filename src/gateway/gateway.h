@@ -87,6 +87,11 @@ struct gw_settings {
 int gw_settings_from_config(const struct strata_config *cfg, struct gw_settings *s, char *why,
                             size_t why_len);
 
+/* 1 when the path has a "." or ".." segment, also spelt with %2e, or
+ * separated by %2f, %5c or a backslash: routes match the path as received,
+ * and an upstream that normalises it would serve another route's path. */
+int gw_path_has_dot_segment(const char *path, size_t len);
+
 /* The route a request takes: the first whose host, methods and path match
  * (file order, as Envoy), or -1. */
 int gw_route_match(const struct gw_settings *s, const char *host, size_t host_len,

@@ -196,7 +196,7 @@ static void on_sighup(uv_signal_t *h, int signum) {
   gw_publish(g, c);
   gw_health_rebuild(g);
   __atomic_add_fetch(&g->reloads, 1, __ATOMIC_RELAXED);
-  log_event(LOG_WARN, "reloaded", NULL, "SIGHUP: configuration %llu loaded: %u routes, %u pools, "
+  log_event(LOG_INFO, "reloaded", NULL, "SIGHUP: configuration %llu loaded: %u routes, %u pools, "
             "%u hosts", (unsigned long long)c->generation, c->s.n_routes, c->s.n_pools,
             c->s.n_hosts);
 }

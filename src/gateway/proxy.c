@@ -532,8 +532,8 @@ static enum relay_mode relay_mode(const struct proxy_call *call,
 static void relay(struct proxy_call *call, struct upstream_response *r) {
   struct http_exchange *ex = call->ex;
   relay_headers(call, r);
-  if (call->head && r->has_content_length)
-    http_set_head_length(ex, r->content_length);
+  if (call->head)
+    http_set_head_length(ex, r->has_content_length ? r->content_length : HTTP_LENGTH_UNKNOWN);
   log_upstream(call);
   route_outcome(call, r->status < 500);
   struct gw_worker *w = call->w;

@@ -296,6 +296,46 @@ static size_t prefix_match(const char *prefix, const char *path, size_t len) {
   return n;
 }
 
+/* The byte at p as an upstream that decodes before it normalises would see
+ * it: %2e is '.', %2f and %5c (and '\\') are '/'. Sets *step to the bytes
+ * it took. */
+static char decoded(const char *p, const char *end, size_t *step) {
+  *step = 1;
+  if (*p == '\\')
+    return '/';
+  if (*p != '%' || end - p < 3)
+    return *p;
+  *step = 3;
+  if (p[1] == '2' && (p[2] == 'e' || p[2] == 'E'))
+    return '.';
+  if ((p[1] == '2' && (p[2] == 'f' || p[2] == 'F')) || (p[1] == '5' && (p[2] == 'c' || p[2] == 'C')))
+    return '/';
+  *step = 1;
+  return *p;
+}
+
+int gw_path_has_dot_segment(const char *path, size_t len) {
+  const char *p = path, *end = path + len;
+  while (p < end) {
+    /* one segment: from after a '/' to the next */
+    unsigned dots = 0, other = 0;
+    size_t step;
+    char ch;
+    while (p < end && (ch = decoded(p, end, &step)) != '/') {
+      if (ch == '.')
+        dots++;
+      else
+        other = 1;
+      p += step;
+    }
+    if (!other && (dots == 1 || dots == 2))
+      return 1;
+    if (p < end)
+      p += step;
+  }
+  return 0;
+}
+
 int gw_route_match(const struct gw_settings *s, const char *host, size_t host_len,
                    const char *method, const char *path, size_t path_len) {
   /* Host without its port (and without the brackets' port of "[::1]:80") */

@@ -92,6 +92,7 @@ struct upstream_call {
   size_t field_len, value_len;
   int value_spans;   /* on_header_value calls for the current value */
   int chunked_seen;  /* a Transfer-Encoding named chunked */
+  size_t head_bytes; /* of the header section being read */
   size_t body_cap;
   int complete;
   uint64_t started; /* uv_now() at upstream_request() */
@@ -268,9 +269,20 @@ static int grow_append(struct arena *a, char **buf, size_t *len, const char *at,
   return 0;
 }
 
+/* A header section larger than this is a 502, as a request's is a 431. */
+#define UPSTREAM_MAX_HEAD (64 * 1024)
+
+static int count_head(struct upstream_call *call, size_t n) {
+  call->head_bytes += n;
+  return call->head_bytes > UPSTREAM_MAX_HEAD ? -1 : 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   struct upstream_call *call = CALL(p);
-  return call && grow_append(call->a, &call->field, &call->field_len, at, n) == 0 ? 0 : -1;
+  return call && count_head(call, n) == 0 &&
+                 grow_append(call->a, &call->field, &call->field_len, at, n) == 0
+             ? 0
+             : -1;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
@@ -282,6 +294,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
    * line over as another span of the value, or, after an empty value, as a
    * first span that begins right after "LF SP". */
   if (call->value_spans++ && at != c->read_start)
+    return -1;
+  if (count_head(call, n) != 0)
     return -1;
   if (call->value_spans == 1) {
     const char *q = at;
@@ -302,10 +316,16 @@ static int on_header_value_complete(llhttp_t *p) {
   size_t vlen = call->value_len;
   call->value_spans = 0;
   if (call->field_len == 17 && strncasecmp(call->field, "transfer-encoding", 17) == 0) {
-    /* "chunked" more than once is malformed (RFC 9112 6.1) */
-    for (const char *q = v; (q = strcasestr(q, "chunked")); q += 7)
-      if (call->chunked_seen++)
-        return -1;
+    /* Only "chunked", once (RFC 9112 6.1): the gateway decodes no other
+     * coding, and relaying gzip bytes re-chunked without it would hand the
+     * client a body it cannot read. */
+    const char *a = v, *b = v + vlen;
+    while (a < b && (*a == ' ' || *a == '\t'))
+      a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+      b--;
+    if (b - a != 7 || strncasecmp(a, "chunked", 7) != 0 || call->chunked_seen++)
+      return -1;
   }
   if (memchr(v, '\r', vlen) || memchr(v, '\n', vlen) || memchr(v, '\0', vlen))
     return -1; /* folded or broken header line */
@@ -338,6 +358,10 @@ static int on_headers_complete(llhttp_t *p) {
     return -1; /* an HTTP/1.1 client talks to HTTP/1.x servers only */
   struct upstream_conn *c = p->data;
   c->in_head = 0;
+  /* RFC 9110 15: three digits from 100 to 599; 101 only answers an
+   * Upgrade, and the gateway sends none (hop-by-hop). */
+  if (p->status_code < 100 || p->status_code > 599 || p->status_code == 101)
+    return -1;
   call->resp.status = p->status_code;
   if (p->flags & F_CONTENT_LENGTH) {
     call->resp.has_content_length = 1;
@@ -354,8 +378,11 @@ static int on_headers_complete(llhttp_t *p) {
   if (call->mode == UPSTREAM_BODY_BUFFER && call->resp.has_content_length &&
       p->content_length > call->max_body && !call->head)
     return -1;
-  /* The answer to a HEAD has headers only, whatever they announce. */
-  return call->head && p->status_code >= 200 ? 1 : 0;
+  /* The answer to a HEAD, and a 204 or 304, has headers only, whatever
+   * they announce (RFC 9112 6.3: a 304 may carry its GET's length). */
+  return (call->head && p->status_code >= 200) || p->status_code == 204 || p->status_code == 304
+             ? 1
+             : 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {
@@ -396,6 +423,7 @@ static int on_message_complete(llhttp_t *p) {
     call->headers_cap = 0;
     call->body_cap = 0;
     call->chunked_seen = 0;
+    call->head_bytes = 0;
     ((struct upstream_conn *)p->data)->in_head = 1;
     return 0;
   }
@@ -475,7 +503,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0)
     return;
   /* EOF or error */
-  if (nread == UV_EOF && c->got_bytes && llhttp_finish(&c->parser) == HPE_OK && call->complete) {
+  llhttp_errno_t fin;
+  if (nread == UV_EOF && c->got_bytes &&
+      ((fin = llhttp_finish(&c->parser)) == HPE_OK || fin == HPE_PAUSED) && call->complete) {
     conn_close(c); /* a body delimited by close */
     finish(call, UPSTREAM_OK);
     return;

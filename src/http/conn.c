@@ -44,6 +44,7 @@
  * - Framing errors from llhttp, and the stricter rules checked here (Host,
  *   obs-fold, limits), answer with an error status and close. */
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -517,6 +518,39 @@ static int check_transfer_encoding(struct conn *c, const char *v, size_t n) {
   return 0;
 }
 
+/* A Host value (RFC 9112 3.2, RFC 3986 3.2.2): empty, or a host name of
+ * letters, digits and "-._~" or a bracketed IPv6 literal, then an optional
+ * ":port". Stricter than RFC 3986's reg-name (no sub-delims, no
+ * percent-encoding): a Host is copied into X-Forwarded-Host, Forwarded and
+ * logs, where a comma, quote or space would forge list entries. */
+static int host_valid(const char *v, size_t n) {
+  size_t i = 0;
+  if (n == 0)
+    return 1;
+  if (v[0] == '[') {
+    while (++i < n && v[i] != ']')
+      if (!isxdigit((unsigned char)v[i]) && v[i] != ':' && v[i] != '.')
+        return 0;
+    if (i++ >= n || i == 2)
+      return 0;
+  } else {
+    for (; i < n && v[i] != ':'; i++)
+      if (!isalnum((unsigned char)v[i]) && v[i] != '-' && v[i] != '.' && v[i] != '_' &&
+          v[i] != '~')
+        return 0;
+    if (i == 0)
+      return 0;
+  }
+  if (i == n)
+    return 1;
+  if (v[i++] != ':' || n - i > 5)
+    return 0;
+  for (; i < n; i++)
+    if (!isdigit((unsigned char)v[i]))
+      return 0;
+  return 1;
+}
+
 static int on_header_value_complete(llhttp_t *p) {
   struct conn *c = CONN(p);
   struct http_exchange *ex = &c->ex;
@@ -526,6 +560,14 @@ static int on_header_value_complete(llhttp_t *p) {
   c->value_spans = 0;
   if (c->field_len == 0)
     return fail(c, STRATA_EBAD_REQUEST, "Empty header name.");
+  if (c->state == CS_BODY || c->state == CS_STREAM) {
+    /* A trailer field of a chunked body: never merged into the header
+     * section (RFC 9110 6.5.1), where it would dodge every check made on
+     * headers (a second Host, credentials). Its bytes counted above. */
+    c->field = c->value = NULL;
+    c->field_len = c->value_len = 0;
+    return 0;
+  }
   /* llhttp hands over a folded line (obs-fold) with its CR LF inside the
    * value, and lets a bare CR or a NUL through in some states: RFC 9112
    * says reject, and we do. */
@@ -559,8 +601,11 @@ static int on_header_value_complete(llhttp_t *p) {
 
   switch (h->name_len) {
   case 4:
-    if (is_name(h, "host", 4))
+    if (is_name(h, "host", 4)) {
       ex->host_count++;
+      if (!host_valid(v, vlen))
+        return fail(c, STRATA_EBAD_REQUEST, "Invalid Host header.");
+    }
     break;
   case 6:
     if (is_name(h, "expect", 6)) {
@@ -735,6 +780,18 @@ static int split_target(struct conn *c) {
       scheme_end = t + 8;
     if (!scheme_end)
       return -1;
+    /* The authority, not a Host header, names the host (RFC 9112 3.2.2):
+     * it replaces the Host value everything after this reads. */
+    size_t an = strcspn(scheme_end, "/?");
+    if (an > n - (size_t)(scheme_end - t))
+      an = n - (size_t)(scheme_end - t);
+    if (an == 0 || !host_valid(scheme_end, an))
+      return -1;
+    for (unsigned i = 0; i < req->n_headers; i++)
+      if (is_name(&req->headers[i], "host", 4)) {
+        req->headers[i].value = scheme_end;
+        req->headers[i].value_len = an;
+      }
     path = memchr(scheme_end, '/', n - (size_t)(scheme_end - t));
     if (!path) {
       req->path = "/";

@@ -142,7 +142,9 @@ static inline void http_respond_json(struct http_exchange *ex, int status, const
 
 /* For a HEAD request: the Content-Length the answer announces (the length
  * the GET body would have), when the handler knows it without a body — a
- * proxy relaying an upstream's HEAD answer. */
+ * proxy relaying an upstream's HEAD answer. HTTP_LENGTH_UNKNOWN: announce
+ * none (the upstream's answer had no Content-Length). */
+#define HTTP_LENGTH_UNKNOWN UINT64_MAX
 void http_set_head_length(struct http_exchange *ex, uint64_t n);
 
 /* Settings of the server the exchange arrived on (limits, for body checks). */

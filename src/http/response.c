@@ -426,7 +426,10 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
   struct strbuf *sb = &w->out;
   strbuf_clear(sb);
   int bodyless = bodyless_status(status);
-  put_head(c, sb, status, content_type, bodyless ? FRAME_NONE : FRAME_LENGTH,
+  /* a HEAD whose GET length nobody knows (a proxied chunked answer) gets
+   * no Content-Length rather than a wrong one (RFC 9110 8.6) */
+  int unknown = ex->head && ex->head_length_set && ex->head_length == HTTP_LENGTH_UNKNOWN;
+  put_head(c, sb, status, content_type, bodyless || unknown ? FRAME_NONE : FRAME_LENGTH,
            ex->head && ex->head_length_set ? ex->head_length : len);
   if (!ex->head && !bodyless && len)
     strbuf_append(sb, body, len);

@@ -99,6 +99,10 @@ void metrics_observe_request(struct metrics_shard *s, int route, enum metrics_me
   histogram_record(h, duration_ns);
 }
 
+void metrics_family(struct strbuf *sb, const char *name, const char *type, const char *help) {
+  strbuf_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
 int metrics_add_collector(metrics_collect_cb cb, void *ctx) {
   pthread_mutex_lock(&registry_lock);
   int rc = -1;

@@ -58,6 +58,9 @@ enum metrics_method metrics_method_of(const char *method, size_t len);
 typedef void (*metrics_collect_cb)(struct strbuf *sb, void *ctx);
 int metrics_add_collector(metrics_collect_cb cb, void *ctx);
 
+/* The HELP and TYPE lines that open a family (type: counter, gauge, ...). */
+void metrics_family(struct strbuf *sb, const char *name, const char *type, const char *help);
+
 /* Process-wide gauges and counters kept by the HTTP server. */
 struct metrics_server_stats {
   uint64_t connections_open;

@@ -99,6 +99,17 @@ MALFORMED = {
                         b"2\r\nok\r\n0\r\n\r\n",
     # a major version other than 1 on an HTTP/1.1 connection
     "http2_status_line": b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    # a coding the gateway does not decode: relayed as is it would reach the
+    # client re-chunked without its Transfer-Encoding
+    "te_gzip_chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                       b"2\r\nok\r\n0\r\n\r\n",
+    "te_gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok",
+    # status codes outside 100..599 (RFC 9110 15), and a 101 nobody asked for
+    "status_099": b"HTTP/1.1 099 Weird\r\nContent-Length: 2\r\n\r\nok",
+    "status_999": b"HTTP/1.1 999 Weird\r\nContent-Length: 2\r\n\r\nok",
+    "status_101": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+    # a header section larger than the gateway reads (64 KiB)
+    "huge_header": b"HTTP/1.1 200 OK\r\nX-Big: " + b"v" * (70 * 1024) + b"\r\nContent-Length: 2\r\n\r\nok",
 }
 
 
@@ -174,7 +185,7 @@ class FakeUpstream:
     def set(self, mode, **kw):
         """Switches the behaviour for non-health requests (thread-safe)."""
         if mode not in ("ok", "status", "hang", "reset", "close", "malformed", "slow", "flaky",
-                        "sink", "source"):
+                        "sink", "source", "raw"):
             raise ValueError(f"unknown mode {mode}")
         if mode == "malformed" and kw.get("kind") not in MALFORMED:
             raise ValueError(f"unknown malformed kind {kw.get('kind')}")
@@ -512,6 +523,13 @@ class FakeUpstream:
                 if mode == "malformed":
                     conn.sendall(MALFORMED[beh["kind"]])
                     time.sleep(0.05)
+                    conn.shutdown(socket.SHUT_RDWR)
+                    return
+                if mode == "raw":
+                    # these bytes, then close after hold_s (the connection
+                    # stays open meanwhile: a reader that waits for more hangs)
+                    conn.sendall(beh["data"])
+                    self._stop.wait(beh.get("hold_s", 0.05))
                     conn.shutdown(socket.SHUT_RDWR)
                     return
                 if mode == "slow":

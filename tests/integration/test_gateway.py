@@ -565,6 +565,12 @@ MALFORMED_KINDS = {
     "te_chunked_twice": "Transfer-Encoding: chunked, chunked",
     "http2_status_line": "HTTP/2.0 status line on an HTTP/1.1 connection",
     "cl_mismatch": "Content-Length larger than the body, then close",
+    "te_gzip_chunked": "Transfer-Encoding: gzip, chunked (a coding not decoded)",
+    "te_gzip": "Transfer-Encoding: gzip alone",
+    "status_099": "status code below 100",
+    "status_999": "status code above 599",
+    "status_101": "101 Switching Protocols without an Upgrade request",
+    "huge_header": "a 70 KiB header section",
 }
 
 
@@ -607,6 +613,139 @@ def _add_malformed_tests():
 
 
 _add_malformed_tests()
+
+
+class UpstreamFraming(GatewayCase):
+    """Valid framings an upstream may use (RFC 9112 6.3), relayed whole and
+    at once."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fake = FakeUpstream().start()
+        cls.gw = Gateway([cls.fake.port], health_interval="0s").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.gw.stop_checked()
+        finally:
+            cls.fake.stop()
+
+    def tearDown(self):
+        self.fake.set("ok")
+
+    def raw(self, data, path, *headers, method="GET", hold_s=3.0):
+        self.fake.set("raw", data=data, hold_s=hold_s)
+        t0 = time.monotonic()
+        r = exchange(self.gw.port, req(method, path, *headers), head=method == "HEAD")
+        return r, time.monotonic() - t0
+
+    def test_304_and_204_with_content_length_end_at_the_head(self):
+        # the upstream keeps the connection open (closing it 3 s later; it
+        # says so, so that the gateway does not park it): waiting for a body
+        # would hang
+        for data, status in ((b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\nETag: \"v1\"\r\n"
+                              b"Connection: close\r\n\r\n", 304),
+                             (b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nConnection: close\r\n\r\n", 204)):
+            r, took = self.raw(data, f"/nb/{status}", 'If-None-Match: "v1"')
+            self.assertEqual(r.status, status, r)
+            self.assertEqual(r.body, b"")
+            self.assertLess(took, 1.5, f"{status} waited for a body")
+            if status == 304:
+                self.assertEqual(r.get("etag"), '"v1"')
+
+    def test_close_delimited_answer_relayed_complete(self):
+        import http.client
+        for data in (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-close body",
+                     b"HTTP/1.0 200 OK\r\n\r\nuntil-close body"):
+            self.fake.set("raw", data=data, hold_s=0.05)
+            c = http.client.HTTPConnection("127.0.0.1", self.gw.port, timeout=IO)
+            try:
+                c.request("GET", "/eof")
+                r = c.getresponse()
+                self.assertEqual(r.status, 200)
+                self.assertEqual(r.read(), b"until-close body")  # IncompleteRead if cut
+            finally:
+                c.close()
+            line = lines_of(self.gw, "/eof")[-1]
+            self.assertNotIn("upstreamError", line)
+
+    def test_head_of_a_chunked_answer_announces_no_length(self):
+        r, _ = self.raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "/head-chunked",
+                        method="HEAD", hold_s=0.05)
+        self.assertEqual(r.status, 200, r)
+        self.assertIsNone(r.get("content-length"), "a HEAD answer announced a length the GET does not have")
+        r, _ = self.raw(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n", "/head-length",
+                        method="HEAD", hold_s=0.05)
+        self.assertEqual(r.get("content-length"), "1234")
+
+
+class RequestChecks(GatewayCase):
+    """What a client sends that must not reach an upstream as sent."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fake = FakeUpstream().start()
+        cls.gw = Gateway([cls.fake.port], health_interval="0s").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.gw.stop_checked()
+        finally:
+            cls.fake.stop()
+
+    def test_request_trailers_never_become_headers(self):
+        for size in (3, 100 * 1024):  # buffered, and streamed
+            body = b"a" * size
+            data = req("POST", f"/trailers/{size}", "Transfer-Encoding: chunked", host="a.test") + \
+                b"%x\r\n" % size + body + b"\r\n0\r\nHost: admin.example\r\nX-Api-Key: bogus\r\n" \
+                b"Authorization: ApiKey bogus\r\n\r\n"
+            r = exchange(self.gw.port, data)
+            self.assertEqual(r.status, 200, r)
+            h = upstream_headers(self.fake)
+            self.assertEqual(values(h, "host"), ["a.test"])
+            self.assertEqual(values(h, "x-forwarded-host"), ["a.test"])
+            self.assertEqual(values(h, "x-api-key"), [])
+            self.assertEqual(values(h, "authorization"), [])
+
+    def test_invalid_host_is_400(self):
+        before = self.fake.proxied
+        for host in ("a b", "a@b", "a/../b", '"a"', "a,for=6.6.6.6", "a;b", "[::1", "[]", ":80",
+                     "a:8x", "a:123456", "exa\tmple"):
+            r = exchange(self.gw.port, req("GET", "/h", host=host))
+            self.assert_json_error(r, 400)
+        self.assertEqual(self.fake.proxied, before, "a bad Host reached the upstream")
+        for host in ("api.example", "api.example:8080", "127.0.0.1:80", "[::1]:8080", "my_host-1.internal"):
+            r = exchange(self.gw.port, req("GET", "/h", host=host))
+            self.assertEqual(r.status, 200, (host, r))
+            self.assertEqual(values(upstream_headers(self.fake), "host"), [host])
+
+    def test_dot_segments_are_400(self):
+        before = self.fake.proxied
+        for path in ("/public/../api/admin", "/a/./b", "/a/..", "/a/.", "/public/%2e%2e/admin",
+                     "/public/.%2E/admin", "/public/%2e/x", "/public/..%2fadmin", "/public/..%5Cadmin"):
+            r = exchange(self.gw.port, req("GET", path))
+            self.assert_json_error(r, 400)
+        self.assertEqual(self.fake.proxied, before, "a dot segment reached the upstream")
+        for path in ("/a/.../b", "/a/..b/c", "/a/.well-known/x", "/v1.2/x", "/a/%2e%2ex"):
+            r = exchange(self.gw.port, req("GET", path))
+            self.assertEqual(r.status, 200, (path, r))
+
+    def test_absolute_form_target_names_the_host(self):
+        r = exchange(self.gw.port, req("GET", "http://other.example:81/abs?q=1", host="a.test"))
+        self.assertEqual(r.status, 200, r)
+        rec = self.fake.recorded[-1]
+        self.assertEqual(rec["path"], "/abs")
+        self.assertEqual(values(rec["headers"], "host"), ["other.example:81"])
+        self.assertEqual(values(rec["headers"], "x-forwarded-host"), ["other.example:81"])
+        r = exchange(self.gw.port, req("GET", "http://us@er@x/abs", host="a.test"))
+        self.assert_json_error(r, 400)
+
+
+def lines_of(gw, path):
+    got, _ = wait_until(lambda: [x for x in gw.log_lines() if x.get("path") == path], 2.0)
+    return got or [{}]
 
 
 # ---- retries -----------------------------------------------------------------------------

@@ -321,6 +321,17 @@ class OrdersGoesAway(unittest.TestCase):
         s, _, b = self.topo.call("users", "GET", f"/api/users/{uid}/orders")
         return s, b, time.time() - t0
 
+    def remote_metrics(self, instance):
+        """The strata_remote_* samples of a users instance's /metrics."""
+        s, _, data = http_call(self.topo.port("users", instance), "GET", "/metrics", None, None, 10)
+        self.assertEqual(s, 200)
+        out = {}
+        for line in data.decode().splitlines():
+            if line.startswith("strata_remote_"):
+                name, _, val = line.rpartition(" ")
+                out[name] = float(val)
+        return out
+
     def test_kill_then_restart(self):
         t = self.topo
         u = new_user(t)
@@ -343,6 +354,14 @@ class OrdersGoesAway(unittest.TestCase):
         opened = [l for l in t.log_lines("users", 0) if l.get("event") == "remote_breaker"
                   and "-> open" in l.get("msg", "")]
         self.assertTrue(opened, "the breaker towards orders never opened")
+        # ... and /metrics says so: calls, failed tries, unavailable answers, breaker gauge
+        m = self.remote_metrics(0)
+        inst = f'service="orders",instance="127.0.0.1:{t.port("orders", 0)}"'
+        self.assertGreaterEqual(m['strata_remote_calls_total{service="orders"}'], 21, m)
+        self.assertGreaterEqual(m['strata_remote_unavailable_total{service="orders"}'], 20, m)
+        self.assertGreaterEqual(m[f"strata_remote_failures_total{{{inst}}}"], 1, m)
+        self.assertGreaterEqual(m[f"strata_remote_requests_total{{{inst}}}"], 3, m)
+        self.assertGreaterEqual(m[f"strata_remote_breaker_open{{{inst}}}"], 1, m)
 
         # A payment needs the order: 503 JSON, nothing charged, the key released.
         key = {"Idempotency-Key": "down-" + pending["id"]}
@@ -372,6 +391,8 @@ class OrdersGoesAway(unittest.TestCase):
         self.assertTrue(wait_until(
             lambda: t.call("orders", "GET", f"/api/orders/{pending['id']}")[2]["status"] == "paid", 10))
         self.assertEqual(t.call("orders", "GET", f"/api/orders/{first['id']}")[2]["status"], "pending")
+        m = self.remote_metrics(0)
+        self.assertEqual(m[f"strata_remote_breaker_open{{{inst}}}"], 0, "breaker gauge stuck open")
 
     def test_one_users_instance_down_is_routed_around(self):
         t = self.topo
