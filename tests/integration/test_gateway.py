@@ -234,11 +234,18 @@ class GatewayCase(unittest.TestCase):
 
 # ---- basic proxying -------------------------------------------------------------
 
-class Proxying(GatewayCase):
+class OneUpstreamCase(GatewayCase):
+    """A fake upstream and a gateway in front of it for the whole class
+    (cls.fake, cls.gw); a class changes the gateway by overriding gateway()."""
+
+    @classmethod
+    def gateway(cls, port):
+        return Gateway([port])
+
     @classmethod
     def setUpClass(cls):
         cls.fake = FakeUpstream().start()
-        cls.gw = Gateway([cls.fake.port]).start()
+        cls.gw = cls.gateway(cls.fake.port).start()
 
     @classmethod
     def tearDownClass(cls):
@@ -247,6 +254,8 @@ class Proxying(GatewayCase):
         finally:
             cls.fake.stop()
 
+
+class Proxying(OneUpstreamCase):
     def setUp(self):
         self.fake.set("ok")
         self.fake.extra_headers = []
@@ -354,19 +363,7 @@ HOP_BY_HOP = ["connection", "keep-alive", "te", "trailer", "upgrade", "proxy-con
               "proxy-authorization"]
 
 
-class Hygiene(GatewayCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.fake = FakeUpstream().start()
-        cls.gw = Gateway([cls.fake.port]).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.gw.stop_checked()
-        finally:
-            cls.fake.stop()
-
+class Hygiene(OneUpstreamCase):
     def setUp(self):
         self.fake.set("ok")
         self.fake.extra_headers = []
@@ -511,18 +508,10 @@ class Hygiene(GatewayCase):
             c.close()
 
 
-class TrustedHops(GatewayCase):
+class TrustedHops(OneUpstreamCase):
     @classmethod
-    def setUpClass(cls):
-        cls.fake = FakeUpstream().start()
-        cls.gw = Gateway([cls.fake.port], "--trusted-hops", "1").start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.gw.stop_checked()
-        finally:
-            cls.fake.stop()
+    def gateway(cls, port):
+        return Gateway([port], "--trusted-hops", "1")
 
     def test_last_client_entry_kept(self):
         r = self.get(self.gw, "/th", "X-Forwarded-For: 203.0.113.7, 198.51.100.2",
@@ -574,20 +563,8 @@ MALFORMED_KINDS = {
 }
 
 
-class MalformedUpstream(GatewayCase):
+class MalformedUpstream(OneUpstreamCase):
     """Each kind: the client gets a 502 JSON error, then the gateway keeps serving."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.fake = FakeUpstream().start()
-        cls.gw = Gateway([cls.fake.port]).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.gw.stop_checked()
-        finally:
-            cls.fake.stop()
 
     def run_kind(self, kind):
         self.fake.set("malformed", kind=kind)
@@ -615,21 +592,13 @@ def _add_malformed_tests():
 _add_malformed_tests()
 
 
-class UpstreamFraming(GatewayCase):
+class UpstreamFraming(OneUpstreamCase):
     """Valid framings an upstream may use (RFC 9112 6.3), relayed whole and
     at once."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.fake = FakeUpstream().start()
-        cls.gw = Gateway([cls.fake.port], health_interval="0s").start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.gw.stop_checked()
-        finally:
-            cls.fake.stop()
+    def gateway(cls, port):
+        return Gateway([port], health_interval="0s")
 
     def tearDown(self):
         self.fake.set("ok")
@@ -680,20 +649,12 @@ class UpstreamFraming(GatewayCase):
         self.assertEqual(r.get("content-length"), "1234")
 
 
-class RequestChecks(GatewayCase):
+class RequestChecks(OneUpstreamCase):
     """What a client sends that must not reach an upstream as sent."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.fake = FakeUpstream().start()
-        cls.gw = Gateway([cls.fake.port], health_interval="0s").start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.gw.stop_checked()
-        finally:
-            cls.fake.stop()
+    def gateway(cls, port):
+        return Gateway([port], health_interval="0s")
 
     def test_request_trailers_never_become_headers(self):
         for size in (3, 100 * 1024):  # buffered, and streamed
@@ -878,18 +839,10 @@ class Retries(GatewayCase):
 
 # ---- timeouts ---------------------------------------------------------------------------
 
-class Timeouts(GatewayCase):
+class Timeouts(OneUpstreamCase):
     @classmethod
-    def setUpClass(cls):
-        cls.fake = FakeUpstream().start()
-        cls.gw = Gateway([cls.fake.port], "--try-timeout", "300ms", "--timeout", "1s").start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.gw.stop_checked()
-        finally:
-            cls.fake.stop()
+    def gateway(cls, port):
+        return Gateway([port], "--try-timeout", "300ms", "--timeout", "1s")
 
     def tearDown(self):
         self.fake.set("ok")
@@ -1284,22 +1237,14 @@ SMUGGLING = [
 ]
 
 
-class Smuggling(GatewayCase):
+class Smuggling(OneUpstreamCase):
     """Each request is refused with its status and not one byte reaches the
     upstream (active checks off, so the fake's byte counter sees only what the
     proxy sends)."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.fake = FakeUpstream().start()
-        cls.gw = Gateway([cls.fake.port], health_interval="0s").start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.gw.stop_checked()
-        finally:
-            cls.fake.stop()
+    def gateway(cls, port):
+        return Gateway([port], health_interval="0s")
 
     def run_case(self, name, data, status):
         before = self.fake.snapshot()
@@ -1357,19 +1302,7 @@ GATEWAY_FAMILIES = [
 ]
 
 
-class Observability(GatewayCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.fake = FakeUpstream().start()
-        cls.gw = Gateway([cls.fake.port]).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.gw.stop_checked()
-        finally:
-            cls.fake.stop()
-
+class Observability(OneUpstreamCase):
     def test_metrics_families(self):
         for i in range(3):
             self.assertEqual(self.get(self.gw, f"/m/{i}").status, 200)

@@ -22,7 +22,8 @@ import time
 import unittest
 
 from fake_upstream import FakeUpstream, source_bytes, stream_body
-from test_gateway import Conn, Gateway, GatewayCase, dead_port, exchange, req, wait_until
+from test_gateway import (Conn, Gateway, GatewayCase, OneUpstreamCase, dead_port, exchange, req,
+                          wait_until)
 from test_routes import ConfigGateway, write
 
 MB = 1 << 20
@@ -170,18 +171,10 @@ def wait_closed(sock, timeout=IO):
     return False
 
 
-class StreamCase(GatewayCase):
+class StreamCase(OneUpstreamCase):
     @classmethod
-    def setUpClass(cls):
-        cls.fake = FakeUpstream().start()
-        cls.gw = Gateway([cls.fake.port], health_interval="0s").start()  # default cap
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.gw.stop_checked()
-        finally:
-            cls.fake.stop()
+    def gateway(cls, port):
+        return Gateway([port], health_interval="0s")  # the default body cap
 
     def setUp(self):
         self.fake.set("ok")
