@@ -196,11 +196,31 @@ static void test_unresolvable(void **state) {
   assert_string_equal(why, "the gateway has no routes");
 }
 
+static int dots(const char *path) { return gw_path_has_dot_segment(path, strlen(path)); }
+
+static void test_dot_segments(void **state) {
+  (void)state;
+  static const char *const refused[] = {"/.", "/..", "/a/.", "/a/..", "/./a", "/../a", "/a/./b",
+                                        "/a/../b", "/%2e", "/%2E%2e/x", "/.%2e/x", "/a/..%2fb",
+                                        "/a/..%2Fb", "/a%2f..%2fb", "/a/..%5cb", "/a\\..\\b",
+                                        "/a/%2e%5c"};
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+    if (!dots(refused[i]))
+      fail_msg("%s passed", refused[i]);
+  static const char *const fine[] = {"/", "", "/a", "/a/b/", "//a", "/...", "/a/.../b", "/..a",
+                                     "/a..", "/.well-known/x", "/v1.2/x", "/%2e%2ex", "/%2", "/%",
+                                     "/a%2fb", "/%2e%2e%2e"};
+  for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++)
+    if (dots(fine[i]))
+      fail_msg("%s refused", fine[i]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pools_from_hosts_and_services),
       cmocka_unit_test(test_route_policies_inherit_defaults),
       cmocka_unit_test(test_matching),
+      cmocka_unit_test(test_dot_segments),
       cmocka_unit_test(test_rewrite),
       cmocka_unit_test(test_route_param),
       cmocka_unit_test(test_unresolvable),
