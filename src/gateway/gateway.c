@@ -435,6 +435,46 @@ void gw_state_leave(struct gw_worker *w, struct gw_state *st) {
     }
 }
 
+/* The state of breaker b taken over from old, keeping b's own settings and
+ * transition callback (they belong to the new conf); not when the window
+ * changed size (its buckets would not fit). Probes the old one let through
+ * report to it: a half-open round that lost them restarts by itself. */
+static void breaker_take_over(struct breaker *b, const struct breaker *old) {
+  if (b->cfg.window_s != old->cfg.window_s)
+    return;
+  struct breaker keep = *b;
+  *b = *old;
+  b->cfg = keep.cfg;
+  b->on_transition = keep.on_transition;
+  b->on_transition_ctx = keep.on_transition_ctx;
+}
+
+/* What a reload keeps: for a host still in a pool of the same name, and a
+ * route with the same label, its breaker (an open breaker stays open: a
+ * reload during an outage sends no burst to the dead host) and counters
+ * (metrics stay monotonic). Rate-limit buckets and passive ejections start
+ * afresh, as with nginx and HAProxy reloads. */
+static void carry_over(struct gw_state *st, const struct gw_state *old) {
+  const struct gw_settings *s = &st->conf->s, *o = &old->conf->s;
+  for (unsigned i = 0; i < s->n_hosts; i++)
+    for (unsigned j = 0; j < o->n_hosts; j++) {
+      const struct gw_host_config *a = &s->hosts[i], *b = &o->hosts[j];
+      if (a->port != b->port || strcmp(a->host, b->host) != 0 ||
+          strcmp(s->pools[a->pool].name, o->pools[b->pool].name) != 0)
+        continue;
+      breaker_take_over(&st->breakers[i], &old->breakers[j]);
+      st->stats[i] = old->stats[j];
+      break;
+    }
+  for (unsigned r = 0; r < s->n_routes; r++)
+    for (unsigned q = 0; q < o->n_routes; q++)
+      if (strcmp(s->routes[r].label, o->routes[q].label) == 0) {
+        breaker_take_over(&st->route_breakers[r], &old->route_breakers[q]);
+        st->route_stats[r] = old->route_stats[q];
+        break;
+      }
+}
+
 /* Before each request: a worker still on an older conf builds its state for
  * the current one; the old state stays until its last call has answered. */
 static void refresh(struct gw_worker *w) {
@@ -448,6 +488,7 @@ static void refresh(struct gw_worker *w) {
   gw_conf_release(c);
   if (!st)
     return; /* keep serving with the old configuration */
+  carry_over(st, w->st);
   uv_mutex_lock(&w->g->workers_lock);
   struct gw_state *old = w->st;
   w->st = st;

@@ -536,6 +536,52 @@ gateway:
             a.stop()
             b.stop()
 
+    BREAKER_YAML = """
+gateway:
+  listen: 127.0.0.1:PORT
+  pools:
+    p: {{hosts: [127.0.0.1:{port}], health: {{disabled: true}}}}
+  routes:
+    - match: {{prefix: /b}}
+      pool: p
+      retries: {{attempts: 1}}
+      breaker: {{volume_threshold: 4, error_threshold: 50, reset_timeout: 30s}}
+{extra}"""
+
+    def test_open_breaker_and_counters_survive_a_reload(self):
+        import signal
+        a = FakeUpstream().start()
+        gw = ConfigGateway(self.BREAKER_YAML.format(port=a.port, extra=""))
+        gw.start()
+        try:
+            a.set("status", status=503)
+            for i in range(6):
+                self.get(gw, f"/b/{i}")
+            reached = a.proxied
+            self.assertEqual(self.get(gw, "/b/x").status, 503)
+            self.assertEqual(a.proxied, reached, "the breaker did not open")
+            sent = gw.metrics()['strata_gateway_upstream_requests_total{pool="p",upstream="127.0.0.1:%d"}'
+                                % a.port]
+            a.set("ok")  # healthy again, but the breaker waits out its 30 s
+            with open(gw.config, "w") as f:
+                f.write(self.BREAKER_YAML.format(
+                    port=a.port, extra="    - {match: {prefix: /new}, pool: p}\n").replace("PORT", str(gw.port)))
+            gw.proc.send_signal(signal.SIGHUP)
+            ok, _ = wait_until(lambda: any(x.get("event") == "reloaded" for x in gw.log_lines()), 3.0)
+            self.assertTrue(ok, "no reloaded line")
+            self.assertEqual(self.get(gw, "/new/1").status, 200)  # the new conf is in force
+            r = self.get(gw, "/b/after")
+            self.assert_json_error(r, 503)
+            self.assertEqual(a.proxied, reached + 1, "the reload closed the open breaker")
+            m = gw.metrics()
+            self.assertEqual(m['strata_gateway_route_breaker_open{route="/b/*"}'], 1)
+            self.assertGreaterEqual(
+                m['strata_gateway_upstream_requests_total{pool="p",upstream="127.0.0.1:%d"}' % a.port],
+                sent + 1, "the host's counter started again from 0")
+        finally:
+            self.assertEqual(gw.stop(), 0)
+            a.stop()
+
     def test_bad_config_is_refused_and_old_one_stays(self):
         import signal
         a = FakeUpstream().start()
