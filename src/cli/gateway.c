@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/resource.h>
 
 #include "app/trust.h"
@@ -287,6 +289,13 @@ int cli_gateway(int argc, char **argv) {
     setrlimit(RLIMIT_NOFILE, &rl);
   }
   int rc = 1;
+  /* The listeners accept from http_server_new() on, before the reload
+   * handler exists (gateway_start): a SIGHUP in between would kill the
+   * process. Held back until then, it reloads. */
+  sigset_t hup, before;
+  sigemptyset(&hup);
+  sigaddset(&hup, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &hup, &before);
   struct http_server *server = NULL;
   struct router *router = router_new();
   struct router *admin = NULL;
@@ -310,6 +319,7 @@ int cli_gateway(int argc, char **argv) {
   gateway_set_reloader(g, reload, &reloader);
   if (gateway_start(g) != 0)
     goto done;
+  pthread_sigmask(SIG_SETMASK, &before, NULL);
   rc = http_server_run(server) == 0 ? 0 : 1;
 done:
   gateway_stop(g);

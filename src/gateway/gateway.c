@@ -304,10 +304,35 @@ struct gw_conf *gw_current(struct gateway *g) {
   return __atomic_load_n(&g->conf, __ATOMIC_ACQUIRE);
 }
 
+static int same_limit(const struct ratelimit_policy *a, const struct ratelimit_policy *b) {
+  return a->rate == b->rate && a->period_ms == b->period_ms && a->burst == b->burst;
+}
+
+/* A reload keeps the buckets of a limit that did not change (the gateway's,
+ * and a route's by its label): a client does not get a fresh burst because
+ * an operator reloaded. */
+static void adopt_limiters(struct gw_conf *c, const struct gw_conf *old) {
+  if (c->rl && old->rl && same_limit(&c->s.rate, &old->s.rate)) {
+    ratelimit_free(c->rl);
+    c->rl = ratelimit_ref(old->rl);
+  }
+  for (unsigned r = 0; r < c->s.n_routes; r++)
+    for (unsigned q = 0; c->route_rl[r] && q < old->s.n_routes; q++)
+      if (old->route_rl[q] && strcmp(c->s.routes[r].label, old->s.routes[q].label) == 0) {
+        if (same_limit(&c->s.routes[r].rate, &old->s.routes[q].rate)) {
+          ratelimit_free(c->route_rl[r]);
+          c->route_rl[r] = ratelimit_ref(old->route_rl[q]);
+        }
+        break;
+      }
+}
+
 void gw_publish(struct gateway *g, struct gw_conf *c) {
   uv_mutex_lock(&g->workers_lock);
   struct gw_conf *old = g->conf;
   c->generation = old ? old->generation + 1 : 1;
+  if (old)
+    adopt_limiters(c, old);
   __atomic_store_n(&g->conf, c, __ATOMIC_RELEASE);
   uv_mutex_unlock(&g->workers_lock);
   gw_conf_release(old);

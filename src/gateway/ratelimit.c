@@ -48,6 +48,7 @@ struct shard {
 };
 
 struct ratelimit {
+  unsigned refs;                  /* owners (atomic) */
   struct ratelimit_policy policy; /* burst resolved (never 0) */
   uint64_t sip[3][2];             /* [0] table hash, [1..2] long-key digest */
   unsigned nshards;
@@ -146,6 +147,7 @@ struct ratelimit *ratelimit_new(const struct ratelimit_policy *p, size_t max_key
   struct ratelimit *rl = calloc(1, sizeof *rl);
   if (!rl)
     return NULL;
+  rl->refs = 1;
   rl->policy = *p;
   rl->policy.burst = burst_of(p);
   random_keys(rl->sip, sizeof rl->sip / sizeof rl->sip[0][0]);
@@ -166,8 +168,13 @@ struct ratelimit *ratelimit_new(const struct ratelimit_policy *p, size_t max_key
   return rl;
 }
 
+struct ratelimit *ratelimit_ref(struct ratelimit *rl) {
+  __atomic_add_fetch(&rl->refs, 1, __ATOMIC_RELAXED);
+  return rl;
+}
+
 void ratelimit_free(struct ratelimit *rl) {
-  if (!rl)
+  if (!rl || __atomic_sub_fetch(&rl->refs, 1, __ATOMIC_ACQ_REL) != 0)
     return;
   for (unsigned i = 0; i < rl->nshards; i++) {
     pthread_mutex_destroy(&rl->shard[i].lock);

@@ -65,6 +65,9 @@ int ratelimit_policy_check(const struct ratelimit_policy *p);
 struct ratelimit *ratelimit_new(const struct ratelimit_policy *p, size_t max_keys);
 /* Accepts NULL. */
 void ratelimit_free(struct ratelimit *rl);
+/* One more owner of rl (a reloaded configuration keeping the buckets of an
+ * unchanged limit); each owner calls ratelimit_free(), the last frees it. */
+struct ratelimit *ratelimit_ref(struct ratelimit *rl);
 
 /* Counts one request of key[0..len) (any bytes; len >= 1) at now_ms (any
  * monotonic or wall clock in ms below 2^43, the same one on every call)

@@ -582,6 +582,52 @@ gateway:
             self.assertEqual(gw.stop(), 0)
             a.stop()
 
+    LIMIT_YAML = """
+gateway:
+  listen: 127.0.0.1:PORT
+  rate_limit: {{rate: 1, burst: 3}}
+  pools:
+    p: {{hosts: [127.0.0.1:{port}], health: {{disabled: true}}}}
+  routes:
+    - {{match: {{prefix: /r}}, pool: p, rate_limit: {{rate: {route_rate}, burst: 2}}}}
+    - {{match: {{prefix: /}}, pool: p}}
+"""
+
+    def test_unchanged_rate_limits_keep_their_buckets_across_a_reload(self):
+        import signal
+        a = FakeUpstream().start()
+        gw = ConfigGateway(self.LIMIT_YAML.format(port=a.port, route_rate=1))
+        gw.start()
+        try:
+            # spend both buckets: the route's (burst 2) and the gateway's
+            # (burst 3; /r has its own limit instead)
+            for path in ("/r/1", "/g/1"):
+                self.assertTrue(any(self.get(gw, path).status == 429 for _ in range(6)), path)
+            spent = time.monotonic()
+
+            def reload(route_rate):
+                n = sum(1 for x in gw.log_lines() if x.get("event") == "reloaded")
+                with open(gw.config, "w") as f:
+                    f.write(self.LIMIT_YAML.format(port=a.port, route_rate=route_rate)
+                            .replace("PORT", str(gw.port)))
+                gw.proc.send_signal(signal.SIGHUP)
+                ok, _ = wait_until(
+                    lambda: sum(1 for x in gw.log_lines() if x.get("event") == "reloaded") > n, 3.0)
+                self.assertTrue(ok, "no reloaded line")
+
+            reload(1)  # the same limits: no fresh burst for anyone
+            passed = {p: sum(self.get(gw, p).status == 200 for _ in range(3)) for p in ("/r/2", "/g/2")}
+            # at 1 request/s only the time since they were spent refilled
+            # them; fresh buckets would let 2 and 3 through
+            allowed = int(time.monotonic() - spent)
+            self.assertLessEqual(passed["/r/2"], allowed, passed)
+            self.assertLessEqual(passed["/g/2"], allowed, passed)
+            reload(100)  # the route's limit changed: its buckets start anew
+            self.assertEqual([self.get(gw, "/r/3").status for _ in range(2)], [200, 200])
+        finally:
+            self.assertEqual(gw.stop(), 0)
+            a.stop()
+
     def test_bad_config_is_refused_and_old_one_stays(self):
         import signal
         a = FakeUpstream().start()
