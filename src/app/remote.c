@@ -399,9 +399,9 @@ static void on_upstream(int rc, struct upstream_response *resp, void *arg) {
   uint64_t now = uv_now(c->r->loop);
   lb_end(&t->pool, c->host);
   int ok = rc == UPSTREAM_OK && resp->status < 500;
-  if (!ok)
-    count(&stats.inst[c->target][c->host].failures);
   if (rc != UPSTREAM_ESTALE && rc != UPSTREAM_ECANCELED) {
+    if (!ok)
+      count(&stats.inst[c->target][c->host].failures);
     /* a stale pooled connection says nothing about the instance */
     breaker_report(&t->breakers[c->host], now, ok, (uint32_t)(now - c->try_started));
     lb_report(&t->pool, c->host, ok, now);

@@ -162,7 +162,8 @@ static int build(int argc, char **argv, struct strata_config *out, struct gw_set
       pool->health_disabled = pool->health_interval_ms == 0;
     } else if (strcmp(a, "--health-path") == 0) {
       /* upstreams that are not strata services have no /health/ready */
-      if (v[0] != '/' || copy_arg(pool->health_path, sizeof pool->health_path, v) != 0) {
+      if (!config_request_path_ok(v) ||
+          copy_arg(pool->health_path, sizeof pool->health_path, v) != 0) {
         snprintf(why_out, why_cap, "strata gateway: --health-path needs a path such as /healthz");
         return 2;
       }

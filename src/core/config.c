@@ -634,6 +634,15 @@ void config_defaults(struct strata_config *cfg) {
 }
 
 
+int config_request_path_ok(const char *path) {
+  if (path[0] != '/')
+    return 0;
+  for (const unsigned char *q = (const unsigned char *)path; *q; q++)
+    if (*q <= 0x20 || *q >= 0x7f) /* it goes into a request line as is */
+      return 0;
+  return 1;
+}
+
 /* --- binding ------------------------------------------------------------ */
 
 struct binder {
@@ -1158,8 +1167,10 @@ static void validate_pools(struct binder *b, const struct strata_config *cfg) {
       add_error(b->errs, p->line,
                 "gateway.pools.%s.balance: \"%s\" is not round-robin, least-request, "
                 "hash-client, hash-header:NAME or hash-param:NAME", p->name, p->balance);
-    if (p->health_path[0] && p->health_path[0] != '/')
-      add_error(b->errs, p->line, "gateway.pools.%s.health.path must start with /", p->name);
+    if (p->health_path[0] && !config_request_path_ok(p->health_path))
+      add_error(b->errs, p->line,
+                "gateway.pools.%s.health.path must start with / and hold no spaces or control "
+                "characters", p->name);
   }
 }
 

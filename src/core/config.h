@@ -233,6 +233,10 @@ const char *config_log_level_name(enum log_level level);
 int config_parse_synchronous(const char *text, enum db_sync *out);
 const char *config_synchronous_name(enum db_sync sync);
 
+/* 1 when path can go into a request line as is: starts with '/', no
+ * spaces, control characters or non-ASCII bytes (a health check path). */
+int config_request_path_ok(const char *path);
+
 /* Number parsers behind the size, duration and count keys. They only check
  * the form and 64-bit overflow; ranges are the caller's. Each returns 0 and
  * stores the value, -1 when the text is malformed, or -2 when it is well

@@ -477,8 +477,8 @@ static void breaker_take_over(struct breaker *b, const struct breaker *old) {
 /* What a reload keeps: for a host still in a pool of the same name, and a
  * route with the same label, its breaker (an open breaker stays open: a
  * reload during an outage sends no burst to the dead host) and counters
- * (metrics stay monotonic). Rate-limit buckets and passive ejections start
- * afresh, as with nginx and HAProxy reloads. */
+ * (metrics stay monotonic). Rate limits: adopt_limiters(). Passive
+ * ejections start afresh, as with nginx and HAProxy reloads. */
 static void carry_over(struct gw_state *st, const struct gw_state *old) {
   const struct gw_settings *s = &st->conf->s, *o = &old->conf->s;
   for (unsigned i = 0; i < s->n_hosts; i++)

@@ -297,8 +297,8 @@ static size_t prefix_match(const char *prefix, const char *path, size_t len) {
 }
 
 /* The byte at p as an upstream that decodes before it normalises would see
- * it: %2e is '.', %2f and %5c (and '\\') are '/'. Sets *step to the bytes
- * it took. */
+ * it: %2e is '.', %2f and %5c (and '\\') are '/', %3b is ';'. Sets *step to
+ * the bytes it took. */
 static char decoded(const char *p, const char *end, size_t *step) {
   *step = 1;
   if (*p == '\\')
@@ -308,6 +308,8 @@ static char decoded(const char *p, const char *end, size_t *step) {
   *step = 3;
   if (p[1] == '2' && (p[2] == 'e' || p[2] == 'E'))
     return '.';
+  if (p[1] == '3' && (p[2] == 'b' || p[2] == 'B'))
+    return ';';
   if ((p[1] == '2' && (p[2] == 'f' || p[2] == 'F')) || (p[1] == '5' && (p[2] == 'c' || p[2] == 'C')))
     return '/';
   *step = 1;
@@ -318,11 +320,15 @@ int gw_path_has_dot_segment(const char *path, size_t len) {
   const char *p = path, *end = path + len;
   while (p < end) {
     /* one segment: from after a '/' to the next */
-    unsigned dots = 0, other = 0;
+    unsigned dots = 0, other = 0, params = 0;
     size_t step;
     char ch;
     while (p < end && (ch = decoded(p, end, &step)) != '/') {
-      if (ch == '.')
+      if (ch == ';')
+        params = 1; /* "..;x": Tomcat and Spring read the name before ';' */
+      else if (params)
+        ;
+      else if (ch == '.')
         dots++;
       else
         other = 1;

@@ -375,14 +375,14 @@ static int on_headers_complete(llhttp_t *p) {
     else if (!uv_is_active((uv_handle_t *)&c->timer))
       arm(c, call->timeout_ms); /* a whole answer: the try's timeout again */
   }
-  if (call->mode == UPSTREAM_BODY_BUFFER && call->resp.has_content_length &&
-      p->content_length > call->max_body && !call->head)
-    return -1;
   /* The answer to a HEAD, and a 204 or 304, has headers only, whatever
    * they announce (RFC 9112 6.3: a 304 may carry its GET's length). */
-  return (call->head && p->status_code >= 200) || p->status_code == 204 || p->status_code == 304
-             ? 1
-             : 0;
+  if ((call->head && p->status_code >= 200) || p->status_code == 204 || p->status_code == 304)
+    return 1;
+  if (call->mode == UPSTREAM_BODY_BUFFER && call->resp.has_content_length &&
+      p->content_length > call->max_body)
+    return -1;
+  return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {

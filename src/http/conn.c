@@ -792,11 +792,12 @@ static int split_target(struct conn *c) {
         req->headers[i].value = scheme_end;
         req->headers[i].value_len = an;
       }
-    path = memchr(scheme_end, '/', n - (size_t)(scheme_end - t));
+    const char *after = scheme_end + an; /* '/', '?' or the end */
+    path = after < t + n && *after == '/' ? after : NULL;
     if (!path) {
       req->path = "/";
       req->path_len = 1;
-      const char *q = memchr(scheme_end, '?', n - (size_t)(scheme_end - t));
+      const char *q = after < t + n && *after == '?' ? after : NULL;
       if (q) {
         req->query = q + 1;
         req->query_len = n - (size_t)(q + 1 - t);

@@ -523,7 +523,9 @@ int http_stream_start(struct http_exchange *ex, int status, const char *content_
     ex->resp_discard = 1;
   } else if (ex->head) {
     ex->resp_discard = 1;
-    if (ex->head_length_set || length >= 0) {
+    if (ex->head_length_set && ex->head_length == HTTP_LENGTH_UNKNOWN) {
+      /* no framing: the GET's length is unknown */
+    } else if (ex->head_length_set || length >= 0) {
       framing = FRAME_LENGTH;
       len = ex->head_length_set ? ex->head_length : (uint64_t)length;
     }

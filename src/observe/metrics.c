@@ -20,7 +20,7 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static time_t start_time;
 
 #define MAX_COLLECTORS 32
-static struct {
+static struct collector {
   metrics_collect_cb cb;
   void *ctx;
 } collectors[MAX_COLLECTORS];
@@ -257,6 +257,12 @@ void metrics_write_prometheus(struct strbuf *sb) {
                 (unsigned long long)__atomic_load_n(&metrics_server.connections_total, __ATOMIC_RELAXED),
                 (unsigned long long)__atomic_load_n(&metrics_server.connections_refused, __ATOMIC_RELAXED));
   write_process(sb);
-  for (int i = 0; i < n_collectors; i++)
-    collectors[i].cb(sb, collectors[i].ctx);
+  /* Collectors may be added from worker threads while another renders. */
+  pthread_mutex_lock(&registry_lock);
+  int n = n_collectors;
+  struct collector list[MAX_COLLECTORS];
+  memcpy(list, collectors, (size_t)n * sizeof list[0]);
+  pthread_mutex_unlock(&registry_lock);
+  for (int i = 0; i < n; i++)
+    list[i].cb(sb, list[i].ctx);
 }

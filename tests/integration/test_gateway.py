@@ -615,6 +615,8 @@ class UpstreamFraming(OneUpstreamCase):
         # would hang
         for data, status in ((b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\nETag: \"v1\"\r\n"
                               b"Connection: close\r\n\r\n", 304),
+                             (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100000000\r\nETag: \"v1\"\r\n"
+                              b"Connection: close\r\n\r\n", 304),
                              (b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nConnection: close\r\n\r\n", 204)):
             r, took = self.raw(data, f"/nb/{status}", 'If-None-Match: "v1"')
             self.assertEqual(r.status, status, r)
@@ -702,6 +704,12 @@ class RequestChecks(OneUpstreamCase):
         self.assertEqual(values(rec["headers"], "x-forwarded-host"), ["other.example:81"])
         r = exchange(self.gw.port, req("GET", "http://us@er@x/abs", host="a.test"))
         self.assert_json_error(r, 400)
+        # no path: "/", and a '/' in the query stays in the query
+        r = exchange(self.gw.port, req("GET", "http://b.example?x=/admin", host="a.test"))
+        self.assertEqual(r.status, 200, r)
+        rec = self.fake.recorded[-1]
+        self.assertEqual((rec["path"], rec.get("query")), ("/", "x=/admin"), rec)
+        self.assertEqual(values(rec["headers"], "host"), ["b.example"])
 
 
 def lines_of(gw, path):
@@ -1018,6 +1026,8 @@ class HealthChecks(GatewayCase):
 
     def test_bad_quick_form_values_refused(self):
         for args, words in ((["--health-path", "healthz"], "--health-path"),
+                            (["--health-path", "/a b"], "--health-path"),
+                            (["--health-path", "/a\r\nX: y"], "--health-path"),
                             (["--trusted-hops", "two"], "--trusted-hops"),
                             (["--max-request-body", "lots"], "--max-request-body")):
             p = subprocess.run([BIN, "gateway", "--listen", f"127.0.0.1:{free_port()}",

@@ -883,6 +883,12 @@ static void test_topology_errors(void **state) {
                     "gateway.pools.p.balance: \"random\" is not round-robin, least-request, "
                     "hash-client, hash-header:NAME or hash-param:NAME");
   expect_only_error("gateway:\n  pools:\n    p: {}\n", 3, "gateway.pools.p needs hosts or a service");
+  expect_only_error("gateway:\n  pools:\n    p: {hosts: [127.0.0.1:1], health: {path: \"/a b\"}}\n", 3,
+                    "gateway.pools.p.health.path must start with / and hold no spaces or control "
+                    "characters");
+  expect_only_error("gateway:\n  pools:\n    p: {hosts: [127.0.0.1:1], health: {path: healthz}}\n", 3,
+                    "gateway.pools.p.health.path must start with / and hold no spaces or control "
+                    "characters");
   expect_only_error("gateway:\n  pools:\n    p: {service: nope}\n", 3,
                     "gateway.pools.p: no service named \"nope\"");
   expect_only_error("gateway:\n  pools:\n    \"a b\": {hosts: [127.0.0.1:1]}\n", 3,

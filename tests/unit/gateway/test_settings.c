@@ -203,13 +203,14 @@ static void test_dot_segments(void **state) {
   static const char *const refused[] = {"/.", "/..", "/a/.", "/a/..", "/./a", "/../a", "/a/./b",
                                         "/a/../b", "/%2e", "/%2E%2e/x", "/.%2e/x", "/a/..%2fb",
                                         "/a/..%2Fb", "/a%2f..%2fb", "/a/..%5cb", "/a\\..\\b",
-                                        "/a/%2e%5c"};
+                                        "/a/%2e%5c", "/public/..;/admin", "/..;", "/a/.;x/b",
+                                        "/a/%2e%2e%3bx/b", "/a/..%3B/b"};
   for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
     if (!dots(refused[i]))
       fail_msg("%s passed", refused[i]);
   static const char *const fine[] = {"/", "", "/a", "/a/b/", "//a", "/...", "/a/.../b", "/..a",
                                      "/a..", "/.well-known/x", "/v1.2/x", "/%2e%2ex", "/%2", "/%",
-                                     "/a%2fb", "/%2e%2e%2e"};
+                                     "/a%2fb", "/%2e%2e%2e", "/a;b/c", "/a/...;x", "/;/x"};
   for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++)
     if (dots(fine[i]))
       fail_msg("%s refused", fine[i]);
