@@ -177,8 +177,18 @@ static int never_forwarded(const struct http_header *h, int request) {
   return in_list(h, ours_resp);
 }
 
-/* 1 when some header of hs is called Connection (most messages have none,
- * and then no header needs the token check below). */
+/* The next token of a Connection value from *p (skipping the separators
+ * before it); its length through *len, 0 at the end. */
+static const char *connection_token(const char **p, const char *end, size_t *len) {
+  while (*p < end && (**p == ' ' || **p == '\t' || **p == ','))
+    (*p)++;
+  const char *tok = *p;
+  while (*p < end && **p != ',' && **p != ' ' && **p != '\t')
+    (*p)++;
+  *len = (size_t)(*p - tok);
+  return tok;
+}
+
 /* 1 when a Connection header of hs names a header to drop: a token other
  * than keep-alive and close, which are hop-by-hop anyway. Most messages
  * have none or just "keep-alive", and then no header needs the per-header
@@ -188,17 +198,11 @@ static int has_connection(const struct http_header *hs, unsigned n) {
     if (hs[i].name_len != 10 || strncasecmp(hs[i].name, "connection", 10) != 0)
       continue;
     const char *p = hs[i].value, *end = p + hs[i].value_len;
-    while (p < end) {
-      while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-        p++;
-      const char *tok = p;
-      while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-        p++;
-      size_t len = (size_t)(p - tok);
-      if (len && !(len == 10 && strncasecmp(tok, "keep-alive", 10) == 0) &&
+    size_t len;
+    for (const char *tok; (tok = connection_token(&p, end, &len)), len;)
+      if (!(len == 10 && strncasecmp(tok, "keep-alive", 10) == 0) &&
           !(len == 5 && strncasecmp(tok, "close", 5) == 0))
         return 1;
-    }
   }
   return 0;
 }
@@ -210,15 +214,10 @@ static int listed_in_connection(const struct http_header *hs, unsigned n,
     if (!name_is(&hs[i], "connection"))
       continue;
     const char *p = hs[i].value, *end = p + hs[i].value_len;
-    while (p < end) {
-      while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-        p++;
-      const char *tok = p;
-      while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-        p++;
-      if ((size_t)(p - tok) == h->name_len && strncasecmp(tok, h->name, h->name_len) == 0)
+    size_t len;
+    for (const char *tok; (tok = connection_token(&p, end, &len)), len;)
+      if (len == h->name_len && strncasecmp(tok, h->name, h->name_len) == 0)
         return 1;
-    }
   }
   return 0;
 }
