@@ -293,10 +293,10 @@ int cli_gateway(int argc, char **argv) {
   /* The listeners accept from http_server_new() on, before the reload
    * handler exists (gateway_start): a SIGHUP in between would kill the
    * process. Held back until then, it reloads. */
-  sigset_t hup, before;
+  sigset_t hup;
   sigemptyset(&hup);
   sigaddset(&hup, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &hup, &before);
+  pthread_sigmask(SIG_BLOCK, &hup, NULL);
   struct http_server *server = NULL;
   struct router *router = router_new();
   struct router *admin = NULL;
@@ -320,7 +320,7 @@ int cli_gateway(int argc, char **argv) {
   gateway_set_reloader(g, reload, &reloader);
   if (gateway_start(g) != 0)
     goto done;
-  pthread_sigmask(SIG_SETMASK, &before, NULL);
+  pthread_sigmask(SIG_UNBLOCK, &hup, NULL); /* SIGTERM stays held: see http_server_new */
   rc = http_server_run(server) == 0 ? 0 : 1;
 done:
   gateway_stop(g);

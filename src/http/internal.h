@@ -178,6 +178,7 @@ struct http_server {
   unsigned n_workers;
   uv_loop_t main_loop;
   uv_signal_t sigterm, sigint;
+  int holding_stop_signals; /* SIGTERM/SIGINT blocked from listen until run */
   uv_timer_t drain_timer;
   int draining; /* read by readiness checks on any thread */
   int force;

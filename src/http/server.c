@@ -88,10 +88,27 @@ fail:;
   return -1;
 }
 
+/* From the first listen() on, clients connect and a supervisor or a test
+ * may already send SIGTERM: with no handler yet it would kill the process
+ * instead of draining it. The stop signals wait, blocked on the creating
+ * thread (and the threads it starts meanwhile), until http_server_run()
+ * has its handlers; http_server_free() lets them go if it never ran. */
+static void hold_stop_signals(struct http_server *s, int hold) {
+  if (s->holding_stop_signals == hold)
+    return;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+  s->holding_stop_signals = hold;
+}
+
 struct http_server *http_server_new(const struct strata_config *cfg, const struct router *router) {
   struct http_server *s = calloc(1, sizeof *s);
   if (!s)
     return NULL;
+  hold_stop_signals(s, 1);
   s->cfg = *cfg;
   s->router = router;
   s->n_workers = cfg->workers ? cfg->workers : (unsigned)uv_available_parallelism();
@@ -151,6 +168,7 @@ struct http_server *http_server_new_unbound(const struct strata_config *cfg,
 void http_server_free(struct http_server *s) {
   if (!s)
     return;
+  hold_stop_signals(s, 0);
   for (unsigned i = 0; s->workers && i < s->n_workers; i++)
     if (s->workers[i].listen_fd >= 0)
       close(s->workers[i].listen_fd);
@@ -418,6 +436,7 @@ int http_server_run(struct http_server *s) {
   s->sigterm.data = s->sigint.data = s;
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
   uv_signal_start(&s->sigint, on_signal, SIGINT);
+  hold_stop_signals(s, 0); /* one that came meanwhile is taken now */
   uv_timer_init(&s->main_loop, &s->drain_timer);
   s->drain_timer.data = s;
   uv_async_init(&s->main_loop, &done, on_worker_done);

@@ -3,7 +3,9 @@
  * connections across workers and no lock sits on the request path.
  *
  * Lifecycle: http_server_new() binds every listener (so bind errors surface
- * before anything runs); http_server_run() starts the workers and blocks
+ * before anything runs) and holds SIGTERM/SIGINT back on the calling thread
+ * until http_server_run() has its handlers (one sent meanwhile then drains
+ * the server instead of killing it); http_server_run() starts the workers and blocks
  * until SIGTERM or SIGINT, then drains: listeners close, idle connections
  * close, in-flight requests finish (their responses say Connection: close)
  * for up to http.drain_timeout, the rest are cut; returns 0. A second
