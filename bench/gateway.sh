@@ -24,24 +24,26 @@
 # PORT, for this check only) each proxy must answer 200 from both upstreams;
 # one response of each is printed.
 # 1. Throughput and latency: wrk -t1 -cN -dDURATION --latency on PROXY_PATH
-#    for N in CONNS_LIST, in alternating rounds (strata, nginx, haproxy,
-#    strata, ...), each proxy started fresh and warmed for 1 s. Prints
-#    requests/s, p50, p99, the proxy's CPU use and the upstream connections
-#    it closed (new TIME-WAITs) per round, the medians and the ratios
-#    strata/nginx, strata/haproxy and strata/faster peer.
+#    for N in CONNS_LIST, in alternating rounds (strata, nginx, haproxy;
+#    round 2 starts with nginx, round 3 with haproxy, ...), each proxy
+#    started fresh and warmed for 1 s. Prints requests/s, p50, p99, the
+#    proxy's CPU use and the upstream connections it closed (new
+#    TIME-WAITs) per round, the medians and their ratios, and the goal's
+#    figures: per round, strata against that round's faster peer, and the
+#    median of those paired ratios.
 # 2. Instructions per proxied keep-alive request of the proxy process alone
 #    under callgrind (nginx with master_process off, haproxy -db nbthread 1):
 #    bench/kaclient.py sends N1 and then N2 sequential requests on one
 #    connection in two separate runs; (Ir(N2) - Ir(N1)) / (N2 - N1).
 #
 # The results replace the block between the gateway markers in
-# docs/benchmarks.md. Knobs: ROUNDS=5 DURATION=8s CONNS_LIST="50 200"
+# docs/benchmarks.md. Knobs: ROUNDS=7 DURATION=8s CONNS_LIST="50 200"
 # N1=2000 N2=12000 PROXY_PATH=/ NGINX_KEEPALIVE=64, ports SPORT=18521
 # NPORT=18522 HPORT=18523 UPORT1=18524 UPORT2=18525 (callgrind: SPORT+10).
-# At the defaults it takes about 5 minutes (4.5 of them wrk).
+# At the defaults it takes about 7 minutes (6.3 of them wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-8s} CONNS_LIST=${CONNS_LIST:-50 200}
+ROUNDS=${ROUNDS:-7} DURATION=${DURATION:-8s} CONNS_LIST=${CONNS_LIST:-50 200}
 N1=${N1:-2000} N2=${N2:-12000} PROXY_PATH=${PROXY_PATH:-/}
 NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-64}
 SPORT=${SPORT:-18521} NPORT=${NPORT:-18522} HPORT=${HPORT:-18523}
@@ -100,9 +102,13 @@ start_upstreams # the measured ones: untagged
 # --- throughput rounds ---------------------------------------------------------
 declare -A RPS P50 P99 CPU
 table=""
+declare -A RRPS RP99 # per round: "who conns round"
 for r in $(seq "$ROUNDS"); do
+  # each round starts with another proxy: a drift of the machine within a
+  # round (the host's other tenants) falls on each in turn
+  order=("${PROXIES[@]:$(((r - 1) % 3))}" "${PROXIES[@]:0:$(((r - 1) % 3))}")
   for CONNS in $CONNS_LIST; do
-    for who in "${PROXIES[@]}"; do
+    for who in "${order[@]}"; do
       port=$(port_of "$who")
       "$(start_fn "$who")" "$port" taskset -c 0; up "$port"
       wrk_measure 1s "$port" "$PROXY_PATH" # warm-up
@@ -122,12 +128,13 @@ for r in $(seq "$ROUNDS"); do
       table+="| $r | $CONNS | $who | $rps | $p50 | $p99 | $cpu% | $closed ($closed_pct%)$note |"$'\n'
       k="$who $CONNS"
       RPS[$k]+="$rps"$'\n'; P50[$k]+="$p50"$'\n'; P99[$k]+="$p99"$'\n'; CPU[$k]+="$cpu"$'\n'
+      RRPS[$k $r]=$rps; RP99[$k $r]=$p99
     done
   done
 done
 
 declare -A MRPS MP50 MP99 MCPU
-summary="" ratios=""
+summary="" ratios="" paired=""
 for CONNS in $CONNS_LIST; do
   for who in "${PROXIES[@]}"; do
     k="$who $CONNS"
@@ -141,8 +148,21 @@ for CONNS in $CONNS_LIST; do
   k="strata $CONNS"
   r_n=$(ratio "${MRPS[$k]}" "${MRPS[nginx $CONNS]}" %.3f); r_h=$(ratio "${MRPS[$k]}" "${MRPS[haproxy $CONNS]}" %.3f)
   r_f=$(ratio "${MRPS[$k]}" "${MRPS[$peer $CONNS]}" %.3f); p99_f=$(ratio "${MP99[$k]}" "${MP99[$peer $CONNS]}" %.3f)
-  echo "c=$CONNS ratio strata/nginx $r_n  strata/haproxy $r_h  strata/faster peer ($peer) $r_f (goal >= 1.0)  p99 strata/$peer $p99_f (goal <= 1.0)"
-  ratios+="| $CONNS | $r_n | $r_h | $peer | **$r_f** | $p99_f |"$'\n'
+  echo "c=$CONNS ratio of medians: strata/nginx $r_n  strata/haproxy $r_h  strata/faster peer ($peer) $r_f  p99 strata/$peer $p99_f"
+  ratios+="| $CONNS | $r_n | $r_h | $peer | $r_f | $p99_f |"$'\n'
+  # Paired: in each round, strata against the faster peer of that round
+  # (measured seconds apart), then the median of those ratios: slow drift
+  # of a shared machine cancels out of each pair.
+  pr="" pp=""
+  for r in $(seq "$ROUNDS"); do
+    s_r=${RRPS[strata $CONNS $r]} n_r=${RRPS[nginx $CONNS $r]} h_r=${RRPS[haproxy $CONNS $r]}
+    rp=nginx; awk -v h="$h_r" -v n="$n_r" 'BEGIN{exit !(h > n)}' && rp=haproxy
+    pr+="$(ratio "$s_r" "${RRPS[$rp $CONNS $r]}" %.3f)"$'\n'
+    pp+="$(ratio "${RP99[strata $CONNS $r]}" "${RP99[$rp $CONNS $r]}" %.3f)"$'\n'
+  done
+  pr_m=$(median <<<"${pr%$'\n'}"); pp_m=$(median <<<"${pp%$'\n'}")
+  echo "c=$CONNS per-round strata/faster peer: $(echo ${pr}) -> median $pr_m (goal >= 1.0); p99 $(echo ${pp}) -> median $pp_m (goal <= 1.0)"
+  paired+="| $CONNS | $(echo ${pr} | sed 's/ /, /g') | **$pr_m** | $(echo ${pp} | sed 's/ /, /g') | **$pp_m** |"$'\n'
 done
 
 echo "(throughput rounds took $SECONDS s so far)"
@@ -167,7 +187,7 @@ cpu_model=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
 block=$(cat <<MD
 <!-- gateway:begin -->
 Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($cpu_model), $(./bin/strata --version), nginx $(nginx -v 2>&1 | sed 's/.*\///'), HAProxy $(haproxy -v | awk 'NR==1{print $3}'),
-wrk -t1 -cN -d$DURATION --latency on \`$PROXY_PATH\`, $ROUNDS alternating rounds (strata, nginx, haproxy) at each N, each proxy started fresh, warmed 1 s and pinned to CPU 0 with one worker/thread;
+wrk -t1 -cN -d$DURATION --latency on \`$PROXY_PATH\`, $ROUNDS alternating rounds (strata, nginx, haproxy; each round starts one further along) at each N, each proxy started fresh, warmed 1 s and pinned to CPU 0 with one worker/thread;
 wrk and the two upstream nginx instances on CPU 1. Proxy CPU = the proxy's user+system time over the wrk run (100% = CPU 0 saturated);
 upstream connections closed = new TIME-WAIT sockets towards the upstreams during the run (the proxy closed them: its pool kept fewer idle connections than it had requests in flight).
 Command: \`bench/gateway.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION CONNS_LIST="$CONNS_LIST" N1=$N1 N2=$N2 PROXY_PATH=$PROXY_PATH NGINX_KEEPALIVE=$NGINX_KEEPALIVE).
@@ -178,9 +198,16 @@ $table
 | connections | proxy | requests/s (median) | p50, us (median) | p99, us (median) | proxy CPU (median) |
 |---|---|---|---|---|---|
 $summary
-| connections | strata/nginx requests/s | strata/haproxy requests/s | faster peer | strata/faster peer requests/s (goal ≥ 1.0) | strata/faster peer p99 (goal ≤ 1.0) |
+Ratios of the medians above:
+
+| connections | strata/nginx requests/s | strata/haproxy requests/s | faster peer | strata/faster peer requests/s | strata/faster peer p99 |
 |---|---|---|---|---|---|
 $ratios
+The goal, paired by round (each round's strata run against the faster peer of the same round, seconds apart; the median of those ratios, so that the machine's slow drift cancels out of each pair):
+
+| connections | strata/faster peer requests/s, per round | median (goal ≥ 1.0) | strata/faster peer p99, per round | median (goal ≤ 1.0) |
+|---|---|---|---|---|
+$paired
 | instructions per proxied keep-alive request (callgrind, proxy process alone) | strata | nginx | HAProxy |
 |---|---|---|---|
 | this run | **${IPR[strata]}** | ${IPR[nginx]} | ${IPR[haproxy]} |
