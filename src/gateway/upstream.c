@@ -42,6 +42,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http/trysend.h"
 #include "http/writeq.h"
 
 enum uconn_state {
@@ -576,7 +577,7 @@ static void send_request(struct upstream_conn *c) {
   if (!failed && !(call->scb && call->body_follows && !call->req_done)) {
     /* A whole request usually fits the socket at once: written here, it
      * costs no write request and no POLLOUT round (epoll_ctl calls). */
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    int n = stream_try_send((uv_stream_t *)&c->tcp, &b, 1);
     if (n == (int)b.len) {
       c->state = UC_WAITING;
       return;

@@ -50,6 +50,7 @@
 
 #include "core/error.h"
 #include "http/internal.h"
+#include "http/trysend.h"
 #include "observe/log.h"
 #include "observe/trace.h"
 
@@ -692,7 +693,7 @@ static int on_headers_complete(llhttp_t *p) {
   if (ex->expect_continue && has_body && p->http_minor == 1) {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
-    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    stream_try_send((uv_stream_t *)&c->tcp, &b, 1);
   }
   c->state = CS_BODY;
   if (has_body)

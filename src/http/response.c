@@ -1,7 +1,7 @@
 /* Serialising responses, and the request accessors handlers use.
  *
  * A response is built in the worker's scratch buffer and handed to
- * uv_try_write(); only when the socket cannot take all of it is the rest
+ * stream_try_send(); only when the socket cannot take all of it is the rest
  * copied to the connection and written asynchronously. The access log line
  * and the metrics are recorded here, once per response.
  *
@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "http/internal.h"
+#include "http/trysend.h"
 #include "observe/log.h"
 
 static const char *reason_phrase(int status) {
@@ -250,7 +251,7 @@ static void on_write_done(uv_write_t *req, int status) {
 
 static void write_out(struct conn *c, const char *data, size_t len) {
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  int n = stream_try_send((uv_stream_t *)&c->tcp, &b, 1);
   if (n == (int)len) {
     conn_after_response(c);
     return;

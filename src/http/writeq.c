@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/trysend.h"
+
 void writeq_init(struct writeq *q, uv_stream_t *stream, writeq_cb cb, void *data) {
   memset(q, 0, sizeof *q);
   q->stream = stream;
@@ -70,7 +72,7 @@ int writeq_write(struct writeq *q, const uv_buf_t *bufs, unsigned n) {
   unsigned i = 0;
   size_t skip = 0; /* bytes of bufs[i] already on the socket */
   if (!q->writing) {
-    int w = uv_try_write(q->stream, bufs, n);
+    int w = stream_try_send(q->stream, bufs, n);
     if (w < 0 && w != UV_EAGAIN)
       return q->error = w;
     size_t done = w > 0 ? (size_t)w : 0;

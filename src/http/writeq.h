@@ -1,7 +1,7 @@
 /* Writing a stream of pieces to a libuv stream with bounded memory.
  *
- * writeq_write() hands the bytes to the socket at once (uv_try_write, no
- * copy); only what the socket does not take is copied, into one of two
+ * writeq_write() hands the bytes to the socket at once (stream_try_send,
+ * no copy); only what the socket does not take is copied, into one of two
  * buffers the queue owns: `busy` is being written by uv_write, `next`
  * gathers whatever comes meanwhile and goes out when busy is done. The
  * caller learns that bytes had to be queued (return 1) and hears its
