@@ -106,6 +106,7 @@ struct proxy_call {
   int head;
   int safe;
   int safe_method;        /* GET, HEAD, OPTIONS, TRACE: nothing to invalidate */
+  long max_forwards;      /* OPTIONS/TRACE: the hops the client allows further; -1: no limit */
   unsigned attempt;
   int host;
   int last_host;
@@ -305,6 +306,8 @@ static int build_request(struct proxy_call *call, const char *body, size_t body_
     }
     if (never_forwarded(h, 1) || (conn && listed_in_connection(req->headers, req->n_headers, h)))
       continue;
+    if (call->max_forwards >= 0 && name_is(h, "max-forwards"))
+      continue; /* one hop spent: the decremented count follows */
     strbuf_append(&sb, h->name, h->name_len);
     strbuf_puts(&sb, ": ");
     strbuf_append(&sb, h->value, h->value_len);
@@ -319,6 +322,11 @@ static int build_request(struct proxy_call *call, const char *body, size_t body_
   /* RFC 9110 7.6.3: a gateway names itself in Via on each request it
    * passes inbound; a client's Via lines went first, so ours ends the list. */
   strbuf_puts(&sb, req->version_minor == 0 ? "Via: 1.0 strata\r\n" : "Via: 1.1 strata\r\n");
+  if (call->max_forwards > 0) {
+    strbuf_puts(&sb, "Max-Forwards: ");
+    put_u64(&sb, (uint64_t)call->max_forwards - 1);
+    strbuf_puts(&sb, "\r\n");
+  }
   char ip[64];
   client_ip(req->remote ? req->remote : "", ip, sizeof ip);
   strbuf_puts(&sb, "X-Forwarded-For: ");
@@ -1196,6 +1204,69 @@ static int try_cache(struct proxy_call *call, struct http_request *req) {
   }
 }
 
+/* ---- Max-Forwards (RFC 9110 7.6.2) -------------------------------------- */
+
+#define MAX_FORWARDS_CAP 255L /* the most this gateway passes on */
+
+/* The Max-Forwards of an OPTIONS or TRACE request (capped): -1 when there
+ * is none or the method is another (the field means nothing there), -2
+ * when its value is not a number. */
+static long max_forwards(const struct http_request *req) {
+  if (strcmp(req->method, "OPTIONS") != 0 && strcmp(req->method, "TRACE") != 0)
+    return -1;
+  size_t len = 0;
+  const char *v = http_header_get(req, "max-forwards", &len);
+  if (!v)
+    return -1;
+  if (!len)
+    return -2;
+  long n = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (v[i] < '0' || v[i] > '9')
+      return -2;
+    if (n <= MAX_FORWARDS_CAP)
+      n = n * 10 + (v[i] - '0');
+  }
+  return n > MAX_FORWARDS_CAP ? MAX_FORWARDS_CAP : n;
+}
+
+/* Fields a TRACE echo leaves out: credentials (RFC 9110 9.3.8). */
+static int secret_field(const struct http_header *h) {
+  static const struct name secret[] = {NAME("authorization"), NAME("proxy-authorization"),
+                                       NAME("cookie"), NAME("x-api-key"), {NULL, 0}};
+  return in_list(h, secret) || identity_is_reserved_header(h->name, h->name_len);
+}
+
+/* Max-Forwards: 0 — the gateway is the final recipient: TRACE gets its
+ * request back as message/http, OPTIONS an empty 200. */
+static void answer_last_hop(struct http_exchange *ex, const struct http_request *req) {
+  if (strcmp(req->method, "OPTIONS") == 0) {
+    http_respond(ex, 200, NULL, NULL, 0);
+    return;
+  }
+  struct strbuf sb;
+  strbuf_init(&sb, 0); /* the head was bounded when it was read */
+  strbuf_append(&sb, req->method, req->method_len);
+  strbuf_putc(&sb, ' ');
+  strbuf_append(&sb, req->target, req->target_len);
+  strbuf_puts(&sb, req->version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  for (unsigned i = 0; i < req->n_headers; i++) {
+    const struct http_header *h = &req->headers[i];
+    if (secret_field(h))
+      continue;
+    strbuf_append(&sb, h->name, h->name_len);
+    strbuf_puts(&sb, ": ");
+    strbuf_append(&sb, h->value, h->value_len);
+    strbuf_puts(&sb, "\r\n");
+  }
+  strbuf_puts(&sb, "\r\n");
+  if (sb.failed)
+    http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
+  else
+    http_respond(ex, 200, "message/http", sb.data, sb.len);
+  strbuf_free(&sb);
+}
+
 void gw_proxy(struct http_exchange *ex, struct gw_state *st, unsigned route,
               const struct auth_identity *id) {
   struct gw_worker *w = http_worker_data(ex);
@@ -1206,6 +1277,16 @@ void gw_proxy(struct http_exchange *ex, struct gw_state *st, unsigned route,
     return;
   }
   memset(call, 0, sizeof *call);
+  call->max_forwards = max_forwards(req);
+  if (call->max_forwards == -2) {
+    http_respond_error(ex, STRATA_EBAD_REQUEST, "Max-Forwards must be a non-negative integer.",
+                       NULL);
+    return;
+  }
+  if (call->max_forwards == 0) {
+    answer_last_hop(ex, req);
+    return;
+  }
   call->ex = ex;
   call->w = w;
   call->st = st;

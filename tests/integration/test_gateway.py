@@ -508,6 +508,62 @@ class Hygiene(OneUpstreamCase):
             c.close()
 
 
+class MaxForwards(OneUpstreamCase):
+    """RFC 9110 7.6.2: an intermediary checks Max-Forwards on OPTIONS and
+    TRACE: at 0 it answers as the final recipient, else it passes the
+    request on with the count less one."""
+
+    def setUp(self):
+        self.fake.set("ok")
+
+    def upstream_saw(self, path):
+        return [r for r in self.fake.recorded if r["path"] == path]
+
+    def test_trace_at_zero_is_echoed_here_without_credentials(self):
+        r = exchange(self.gw.port, req("TRACE", "/mf/trace0?q=1", "Max-Forwards: 0", "X-Probe: seen",
+                                       "Authorization: Bearer secret-token", "Cookie: sid=secret",
+                                       "X-Api-Key: secret-key"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.get("content-type"), "message/http")
+        self.assertTrue(r.body.startswith(b"TRACE /mf/trace0?q=1 HTTP/1.1\r\n"), r.body)
+        self.assertIn(b"X-Probe: seen\r\n", r.body)
+        self.assertIn(b"Max-Forwards: 0\r\n", r.body)
+        self.assertNotIn(b"secret", r.body)
+        self.assertTrue(r.body.endswith(b"\r\n\r\n"), r.body)
+        self.assertEqual(self.upstream_saw("/mf/trace0"), [])
+
+    def test_options_at_zero_is_answered_here(self):
+        r = exchange(self.gw.port, req("OPTIONS", "/mf/options0", "Max-Forwards: 0"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.get("content-length"), "0")
+        self.assertEqual(self.upstream_saw("/mf/options0"), [])
+
+    def test_count_above_zero_goes_on_less_one(self):
+        for method, sent, passed in (("OPTIONS", "3", "2"), ("TRACE", "1", "0"),
+                                     ("OPTIONS", "0012", "11"), ("TRACE", "99999999999999", "254")):
+            with self.subTest(method=method, sent=sent):
+                path = f"/mf/{method}/{sent}"
+                r = exchange(self.gw.port, req(method, path, f"Max-Forwards: {sent}"))
+                self.assertEqual(r.status, 200, r)
+                (rec,) = self.upstream_saw(path)
+                self.assertEqual(values(rec["headers"], "max-forwards"), [passed])
+
+    def test_not_a_number_is_400_and_goes_nowhere(self):
+        for bad in ("abc", "-1", "1.5", "", "2, 3"):
+            with self.subTest(value=bad):
+                path = f"/mf/bad/{len(bad)}"
+                r = exchange(self.gw.port, req("TRACE", path, f"Max-Forwards: {bad}"))
+                self.assert_json_error(r, 400, "bad_request")
+                self.assertIn("Max-Forwards", json.loads(r.body)["error"]["message"])
+                self.assertEqual(self.upstream_saw(path), [])
+
+    def test_other_methods_pass_it_unchanged(self):
+        r = exchange(self.gw.port, req("GET", "/mf/get", "Max-Forwards: 0"))
+        self.assertEqual(r.status, 200, r)
+        (rec,) = self.upstream_saw("/mf/get")
+        self.assertEqual(values(rec["headers"], "max-forwards"), ["0"])
+
+
 class TrustedHops(OneUpstreamCase):
     @classmethod
     def gateway(cls, port):
