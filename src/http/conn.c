@@ -860,6 +860,13 @@ static void dispatch(struct conn *c) {
     http_respond_error(ex, STRATA_EBAD_REQUEST, "Malformed request target.", NULL);
     return;
   }
+  if (req->path_len == 1 && req->path[0] == '*') {
+    /* OPTIONS * asks about the server itself (RFC 9110 9.3.7), no resource:
+     * answered here, by the server and the gateway alike, never routed. */
+    http_add_header(ex, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+    http_respond(ex, 200, NULL, NULL, 0);
+    return;
+  }
   if (rc == STRATA_EMETHOD_NOT_ALLOWED) {
     http_add_header(ex, "Allow", ex->route.allow);
     http_respond_error(ex, rc, NULL, NULL);

@@ -640,6 +640,25 @@ class DefaultLimits(ConformanceBase):
             c.close()
         self.assert_alive()
 
+    def test_options_asterisk_is_about_the_server(self):
+        # RFC 9110 9.3.7: OPTIONS * names no resource; any other method with
+        # "*" is a malformed target
+        c = self.client()
+        try:
+            c.send(get("*", method="OPTIONS"))
+            r = c.read_response()
+            self.assertIsNotNone(r, c.buf)
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.headers.get("content-length"), "0")
+            self.assertIn("OPTIONS", r.headers.get("allow", ""))
+            self.assert_kept_open(c)
+            c.send(get("*"))
+            r = c.read_response()
+            self.assertEqual(r.status, 400, r)
+        finally:
+            c.close()
+        self.assert_alive()
+
     def test_expect_100_continue_interim_before_body(self):
         """Headers only: the server must send 100 Continue before it gets the body."""
         c = self.client()

@@ -548,6 +548,13 @@ class MaxForwards(OneUpstreamCase):
                 (rec,) = self.upstream_saw(path)
                 self.assertEqual(values(rec["headers"], "max-forwards"), [passed])
 
+    def test_options_asterisk_answered_by_the_gateway(self):
+        n = len(self.fake.recorded)
+        r = exchange(self.gw.port, req("OPTIONS", "*", "Max-Forwards: 5"))
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("GET", r.get("allow", ""))
+        self.assertEqual(len(self.fake.recorded), n, "OPTIONS * went upstream")
+
     def test_not_a_number_is_400_and_goes_nowhere(self):
         for bad in ("abc", "-1", "1.5", "", "2, 3"):
             with self.subTest(value=bad):
