@@ -804,6 +804,29 @@ static void report_end(struct proxy_call *call, int route_ok) {
   log_streamed(call);
 }
 
+/* RFC 9110 15.2: a proxy forwards 1xx answers it did not ask for itself.
+ * 100 Continue is the gateway's own business (it answers Expect and sends
+ * none upstream), so that one stays here. */
+static void on_up_interim(const struct upstream_response *r, void *arg) {
+  struct proxy_call *call = arg;
+  if (r->status == 100 || call->streaming_out)
+    return;
+  struct strbuf sb;
+  strbuf_init(&sb, 0);
+  for (unsigned i = 0; i < r->n_headers; i++) {
+    const struct http_header *h = &r->headers[i];
+    if (never_forwarded(h, 0))
+      continue;
+    strbuf_append(&sb, h->name, h->name_len);
+    strbuf_puts(&sb, ": ");
+    strbuf_append(&sb, h->value, h->value_len);
+    strbuf_puts(&sb, "\r\n");
+  }
+  if (!sb.failed)
+    http_send_interim(call->ex, r->status, sb.data ? sb.data : "", sb.len);
+  strbuf_free(&sb);
+}
+
 static int on_up_head(struct upstream_response *r, void *arg) {
   struct proxy_call *call = arg;
   call->relay = relay_mode(call, r);
@@ -878,6 +901,7 @@ static void on_up_error(int rc, void *arg) {
 
 static const struct upstream_stream_cbs upstream_cbs = {
     .on_head = on_up_head,
+    .on_interim = on_up_interim,
     .on_data = on_up_data,
     .on_drain = on_up_drain,
     .on_end = on_up_end,

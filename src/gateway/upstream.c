@@ -420,6 +420,8 @@ static int on_message_complete(llhttp_t *p) {
   int status = p->status_code;
   if (status >= 100 && status < 200 && status != 101) {
     /* an interim answer (100 Continue, 103): the real one follows */
+    if (call->scb && call->scb->on_interim)
+      call->scb->on_interim(&call->resp, call->arg);
     memset(&call->resp, 0, sizeof call->resp);
     call->headers_cap = 0;
     call->body_cap = 0;

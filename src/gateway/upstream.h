@@ -94,9 +94,12 @@ enum upstream_body_mode {
 };
 
 struct upstream_stream_cbs {
-  /* The final response head (interim 1xx answers are skipped); resp's
+  /* The final response head; resp's
    * headers live in the caller's arena. Returns an upstream_body_mode. */
   int (*on_head)(struct upstream_response *resp, void *arg);
+  /* An interim answer (1xx but 101) before the final one: its status and
+   * headers, valid during the call only. NULL: they are skipped. */
+  void (*on_interim)(const struct upstream_response *resp, void *arg);
   /* A piece of the body (STREAM mode); valid during the call only. Pieces
    * of a read already under way still come after upstream_stream_pause(). */
   void (*on_data)(const char *data, size_t len, void *arg);

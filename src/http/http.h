@@ -222,6 +222,12 @@ int http_body_start(struct http_exchange *ex);
 void http_body_pause(struct http_exchange *ex);
 void http_body_resume(struct http_exchange *ex);
 
+/* Sends an interim answer (1xx but 101: 103 Early Hints, 102...) before
+ * the final one: its status line, then fields ("Name: value\r\n" lines,
+ * copied). Left out (-1) for an HTTP/1.0 client, once the answer has
+ * started, or while earlier bytes still wait for the socket. */
+int http_send_interim(struct http_exchange *ex, int status, const char *fields, size_t len);
+
 /* Starts the answer: length >= 0 is the Content-Length, -1 unknown.
  * content_type may be NULL (or given with http_add_header()). Returns 0,
  * or -1 when the client is gone or an answer was started already. */

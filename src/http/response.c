@@ -23,6 +23,8 @@
 static const char *reason_phrase(int status) {
   switch (status) {
   case 100: return "Continue";
+  case 102: return "Processing";
+  case 103: return "Early Hints";
   case 200: return "OK";
   case 201: return "Created";
   case 202: return "Accepted";
@@ -504,6 +506,29 @@ void response_on_written(struct writeq *q, int status) {
     if (ex->cbs && ex->cbs->on_drain)
       ex->cbs->on_drain(ex, ex->cbs_arg);
   }
+}
+
+int http_send_interim(struct http_exchange *ex, int status, const char *fields, size_t len) {
+  struct conn *c = ex->conn;
+  /* An HTTP/1.0 client must not get one (RFC 9110 15.2); after the final
+   * head it would be taken for a body; with bytes still queued it could
+   * overtake them. Then it is left out: it only informs. */
+  if (status < 100 || status > 199 || status == 101 || ex->req.version_minor == 0 ||
+      c->zombie || c->state == CS_CLOSED || ex->responded || writeq_queued(&c->wq))
+    return -1;
+  struct strbuf *sb = &c->w->out;
+  strbuf_clear(sb);
+  put_status_line(sb, status);
+  strbuf_append(sb, fields, len);
+  strbuf_puts(sb, "\r\n");
+  if (sb->failed)
+    return -1;
+  uv_buf_t b = uv_buf_init(sb->data, (unsigned)sb->len);
+  if (writeq_write(&c->wq, &b, 1) < 0) {
+    conn_close(c);
+    return -1;
+  }
+  return 0;
 }
 
 int http_stream_start(struct http_exchange *ex, int status, const char *content_type,

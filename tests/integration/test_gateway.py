@@ -714,6 +714,49 @@ class UpstreamFraming(OneUpstreamCase):
         self.assertEqual(r.get("content-length"), "1234")
 
 
+class InterimAnswers(OneUpstreamCase):
+    """RFC 9110 15.2: a proxy forwards the 1xx answers it did not ask for
+    (103 Early Hints, 102) to HTTP/1.1 clients, never to HTTP/1.0 ones."""
+
+    gateway = UpstreamFraming.gateway
+    tearDown = UpstreamFraming.tearDown
+
+    HINTS = (b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n"
+             b"Connection: keep-alive\r\n\r\n"
+             b"HTTP/1.1 102 Processing\r\n\r\n"
+             b"HTTP/1.1 100 Continue\r\n\r\n"
+             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nfinal")
+
+    def read_all(self, data):
+        c = Conn(self.gw.port, IO)
+        try:
+            c.send(data)
+            deadline = time.monotonic() + IO
+            while not c.buf.endswith(b"final") and c._fill(deadline):
+                pass
+            return c.buf
+        finally:
+            c.close()
+
+    def test_early_hints_reach_an_http11_client_before_the_answer(self):
+        self.fake.set("raw", data=self.HINTS, hold_s=0.05)
+        got = self.read_all(req("GET", "/hints"))
+        heads = [p.split(b"\r\n")[0] for p in got.split(b"\r\n\r\n")]
+        self.assertEqual(heads[:3], [b"HTTP/1.1 103 Early Hints", b"HTTP/1.1 102 Processing",
+                                     b"HTTP/1.1 200 OK"], got)
+        first = got.split(b"\r\n\r\n")[0]
+        self.assertIn(b"\r\nLink: </style.css>; rel=preload; as=style", first)
+        self.assertNotIn(b"Connection", first, "a hop-by-hop field went along")
+        self.assertNotIn(b"100 Continue", got, "the upstream's 100 is the gateway's own business")
+        self.assertTrue(got.endswith(b"\r\n\r\nfinal"), got)
+
+    def test_none_for_an_http10_client(self):
+        self.fake.set("raw", data=self.HINTS, hold_s=0.05)
+        got = self.read_all(req("GET", "/hints10", version="HTTP/1.0"))
+        self.assertTrue(got.startswith(b"HTTP/1.1 200 OK\r\n"), got)
+        self.assertTrue(got.endswith(b"\r\n\r\nfinal"), got)
+
+
 class RequestChecks(OneUpstreamCase):
     """What a client sends that must not reach an upstream as sent."""
 
