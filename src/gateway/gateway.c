@@ -60,9 +60,25 @@ static uint64_t sum_stat(struct gateway *g, const struct gw_conf *c, int route, 
   return n;
 }
 
+/* pool="...",upstream="host:port" (no braces) */
+static void host_label_pairs(struct strbuf *sb, const struct gw_conf *c, unsigned h) {
+  strbuf_puts(sb, "pool=\"");
+  metrics_label_value(sb, c->s.pools[c->s.hosts[h].pool].name);
+  strbuf_puts(sb, "\",upstream=\"");
+  metrics_label_value(sb, c->s.hosts[h].host);
+  strbuf_printf(sb, ":%u\"", c->s.hosts[h].port);
+}
+
 static void host_labels(struct strbuf *sb, const struct gw_conf *c, unsigned h) {
-  strbuf_printf(sb, "{pool=\"%s\",upstream=\"%s:%u\"", c->s.pools[c->s.hosts[h].pool].name,
-                c->s.hosts[h].host, c->s.hosts[h].port);
+  strbuf_putc(sb, '{');
+  host_label_pairs(sb, c, h);
+}
+
+static void route_sample(struct strbuf *sb, const char *family, const struct gw_conf *c, unsigned r) {
+  strbuf_puts(sb, family);
+  strbuf_puts(sb, "{route=\"");
+  metrics_label_value(sb, c->s.routes[r].label);
+  strbuf_puts(sb, "\"} ");
 }
 
 static void collect(struct strbuf *sb, void *ctx) {
@@ -135,10 +151,12 @@ static void collect(struct strbuf *sb, void *ctx) {
     }
     if (!sum->count)
       continue;
-    char labels[200];
-    snprintf(labels, sizeof labels, "pool=\"%s\",upstream=\"%s:%u\"",
-             c->s.pools[c->s.hosts[h].pool].name, c->s.hosts[h].host, c->s.hosts[h].port);
-    histogram_write_prometheus(sb, "strata_gateway_upstream_duration_seconds", labels, sum);
+    struct strbuf labels;
+    strbuf_init(&labels, 0);
+    host_label_pairs(&labels, c, h);
+    histogram_write_prometheus(sb, "strata_gateway_upstream_duration_seconds",
+                               labels.data && !labels.failed ? labels.data : "", sum);
+    strbuf_free(&labels);
   }
   free(sum);
   metrics_family(sb, "strata_gateway_upstream_connections", "gauge",
@@ -172,9 +190,10 @@ static void collect(struct strbuf *sb, void *ctx) {
   };
   for (size_t f = 0; f < sizeof route_fams / sizeof route_fams[0]; f++) {
     metrics_family(sb, route_fams[f].name, "counter", route_fams[f].help);
-    for (unsigned r = 0; r < c->s.n_routes; r++)
-      strbuf_printf(sb, "%s{route=\"%s\"} %llu\n", route_fams[f].name, c->s.routes[r].label,
-                    (unsigned long long)sum_stat(g, c, 1, r, route_fams[f].off));
+    for (unsigned r = 0; r < c->s.n_routes; r++) {
+      route_sample(sb, route_fams[f].name, c, r);
+      strbuf_printf(sb, "%llu\n", (unsigned long long)sum_stat(g, c, 1, r, route_fams[f].off));
+    }
   }
   metrics_family(sb, "strata_gateway_route_breaker_open", "gauge",
          "Workers whose breaker for the route is not closed (0 = closed everywhere).");
@@ -183,8 +202,8 @@ static void collect(struct strbuf *sb, void *ctx) {
     for (unsigned w = 0; w < g->n_workers; w++)
       if (g->workers[w]->st->conf == c)
         open += breaker_state(&g->workers[w]->st->route_breakers[r]) != BREAKER_CLOSED;
-    strbuf_printf(sb, "strata_gateway_route_breaker_open{route=\"%s\"} %u\n", c->s.routes[r].label,
-                  open);
+    route_sample(sb, "strata_gateway_route_breaker_open", c, r);
+    strbuf_printf(sb, "%u\n", open);
   }
   uint64_t exhausted = 0;
   for (unsigned w = 0; w < g->n_workers; w++)

@@ -116,9 +116,7 @@ int metrics_add_collector(metrics_collect_cb cb, void *ctx) {
   return rc;
 }
 
-/* Route labels are path patterns we registered ourselves, but escape them
- * anyway as the exposition format asks (\\, \" and \n). */
-static void put_label_value(struct strbuf *sb, const char *v) {
+void metrics_label_value(struct strbuf *sb, const char *v) {
   for (; *v; v++) {
     if (*v == '\\' || *v == '"')
       strbuf_putc(sb, '\\');
@@ -145,7 +143,7 @@ static void write_requests(struct strbuf *sb) {
         if (!total)
           continue;
         strbuf_puts(sb, "strata_http_requests_total{route=\"");
-        put_label_value(sb, route_label(r));
+        metrics_label_value(sb, route_label(r));
         strbuf_printf(sb, "\",method=\"%s\",status=\"%s\"} %llu\n", method_names[m], classes[c],
                       (unsigned long long)total);
       }
@@ -175,7 +173,7 @@ static void write_latency(struct strbuf *sb) {
     struct strbuf label;
     strbuf_init(&label, 0);
     strbuf_puts(&label, "route=\"");
-    put_label_value(&label, route_label(r));
+    metrics_label_value(&label, route_label(r));
     strbuf_putc(&label, '"');
     histogram_write_prometheus(sb, "strata_http_request_duration_seconds",
                                label.data ? label.data : "", sum);

@@ -60,6 +60,9 @@ int metrics_add_collector(metrics_collect_cb cb, void *ctx);
 
 /* The HELP and TYPE lines that open a family (type: counter, gauge, ...). */
 void metrics_family(struct strbuf *sb, const char *name, const char *type, const char *help);
+/* Appends v as a label value, escaped as the text format asks (\\, \"
+ * and \n): route patterns, pool and host names come from configuration. */
+void metrics_label_value(struct strbuf *sb, const char *v);
 
 /* Process-wide gauges and counters kept by the HTTP server. */
 struct metrics_server_stats {

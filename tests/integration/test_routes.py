@@ -9,6 +9,7 @@ readiness aggregated per pool."""
 import hashlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import tempfile
@@ -94,6 +95,8 @@ gateway:
     - match: {{prefix: /v1/}}
       pool: orders
       rewrite_prefix: /api/v2/
+    - match: {{prefix: '/q"x\\y'}}
+      pool: orders
 """).start()
 
     @classmethod
@@ -162,6 +165,20 @@ gateway:
                             for k in m), [k for k in m if "route=" in k][:20])
         self.assertIn('strata_gateway_upstream_requests_total{pool="users",upstream="127.0.0.1:%d"}'
                       % self.users.port, m)
+
+
+    def test_label_values_are_escaped_in_metrics(self):
+        # a route prefix with a quote and a backslash: an unescaped label
+        # value breaks the whole scrape for Prometheus
+        status, _, body = self.gw.http("GET", "/metrics")
+        self.assertEqual(status, 200)
+        text = body.decode()
+        self.assertIn('strata_gateway_route_rate_limited_total{route="/q\\"x\\\\y/*"} 0', text)
+        value = r'"(?:[^"\\\n]|\\[\\"n])*"'
+        sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*=' + value +
+                            r'(,[a-zA-Z_][a-zA-Z0-9_]*=' + value + r')*\})? \S+$')
+        bad = [ln for ln in text.splitlines() if ln and not ln.startswith("#") and not sample.match(ln)]
+        self.assertEqual(bad, [])
 
 
 class RoutePolicies(GatewayCase):
