@@ -370,6 +370,12 @@ struct gateway *gateway_new(const struct strata_config *cfg, const struct gw_set
     return NULL;
   }
   g->cfg = *cfg;
+  g->cache_epochs = respcache_epochs_new();
+  if (!g->cache_epochs) {
+    gw_conf_release(c);
+    free(g);
+    return NULL;
+  }
   uv_mutex_init(&g->workers_lock);
   gw_publish(g, c);
   the_gateway = g;
@@ -382,6 +388,7 @@ void gateway_free(struct gateway *g) {
   if (!g)
     return;
   gw_conf_release(g->conf);
+  respcache_epochs_free(g->cache_epochs);
   uv_mutex_destroy(&g->workers_lock);
   if (the_gateway == g)
     the_gateway = NULL;
@@ -571,6 +578,7 @@ static int on_worker_start(unsigned index, uv_loop_t *loop, void **data, void *a
    * configured total is shared among them */
   struct respcache_limits cl;
   respcache_limits_default(&cl);
+  cl.shared = g->cache_epochs; /* an unsafe request through one worker reaches them all */
   cl.max_bytes /= n ? n : 1;
   cl.max_entries = cl.max_entries / (n ? n : 1) ? cl.max_entries / (n ? n : 1) : 1;
   w->cache = respcache_new(&cl);

@@ -86,6 +86,7 @@ struct gw_worker {
 
 struct gateway {
   struct strata_config cfg;
+  struct respcache_epochs *cache_epochs; /* invalidations every worker's cache sees */
   struct gw_conf *conf;             /* current; swapped under workers_lock */
   struct gw_worker *workers[256];   /* registered by the hooks, for /metrics */
   unsigned n_workers;

@@ -97,6 +97,7 @@ struct entry {
   struct object *obj;
   size_t charge; /* the allocation's size */
   uint64_t stored_at, initial_age, lifetime, stale_if_error;
+  uint64_t epoch; /* the shared sequence when its fetch began */
   int shared_ok;
   int status;
   struct http_header *headers;
@@ -134,6 +135,7 @@ struct flight {
   struct link waiters;
   unsigned n_waiters;
   int invalidated;
+  uint64_t epoch; /* the shared sequence when it began */
   uint64_t hash, deadline;
   size_t key_len;
   char key[];
@@ -527,6 +529,46 @@ static int key_ok(const char *key, size_t len) {
   return key && len > 0 && len <= RESPCACHE_KEY_MAX;
 }
 
+/* ---- invalidations shared between workers ------------------------------ */
+
+#define EPOCH_SLOTS 16384u
+
+struct respcache_epochs {
+  uint64_t seq;
+  uint64_t slot[EPOCH_SLOTS];
+};
+
+struct respcache_epochs *respcache_epochs_new(void) { return calloc(1, sizeof(struct respcache_epochs)); }
+void respcache_epochs_free(struct respcache_epochs *e) { free(e); }
+
+static uint64_t *epoch_slot(struct respcache_epochs *e, const char *key, size_t len) {
+  /* seed 0: every worker's cache must pick the same slot */
+  return &e->slot[hash_fold(hash_fnv1a64(0, key, len)) % EPOCH_SLOTS];
+}
+
+/* The sequence now: a fetch beginning now is older than any invalidation
+ * numbered above it. 0 without sharing. */
+static uint64_t epoch_now(const struct respcache *c) {
+  return c->lim.shared ? __atomic_load_n(&c->lim.shared->seq, __ATOMIC_ACQUIRE) : 0;
+}
+
+/* The number of key's slot's latest invalidation (0: none, or no sharing). */
+static uint64_t epoch_of(const struct respcache *c, const char *key, size_t len) {
+  return c->lim.shared ? __atomic_load_n(epoch_slot(c->lim.shared, key, len), __ATOMIC_ACQUIRE)
+                       : 0;
+}
+
+static void epoch_invalidate(struct respcache *c, const char *key, size_t len) {
+  if (!c->lim.shared)
+    return;
+  uint64_t n = __atomic_add_fetch(&c->lim.shared->seq, 1, __ATOMIC_ACQ_REL);
+  uint64_t *slot = epoch_slot(c->lim.shared, key, len);
+  uint64_t cur = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+  while (cur < n && !__atomic_compare_exchange_n(slot, &cur, n, 1, __ATOMIC_ACQ_REL,
+                                                 __ATOMIC_ACQUIRE))
+    ; /* a later number may win a race: keep the larger */
+}
+
 static struct object *find_object(struct respcache *c, const char *key, size_t len,
                                   uint64_t hash) {
   for (struct object *o = c->buckets[hash & (c->nbuckets - 1)]; o; o = o->hnext)
@@ -635,9 +677,15 @@ static struct entry *select_entry(struct respcache *c, const char *key, size_t l
   struct object *o = find_object(c, key, len, hash_key(c->seed, key, len));
   if (!o)
     return NULL;
+  uint64_t invalidated = epoch_of(c, key, len);
   struct entry *e = o->variants, *next;
   for (; e; e = next) {
     next = e->vnext; /* NULL when dropping e frees o */
+    if (e->epoch < invalidated) { /* another worker invalidated the key since */
+      drop_entry(c, e);
+      c->st.invalidations++;
+      continue;
+    }
     uint64_t age;
     int usable = usable_for(e, rq);
     if (entry_state(e, now, &age) == DEAD) {
@@ -686,6 +734,7 @@ static void release_waiter(struct waiter *w, enum respcache_result r) {
 /* ---- lifecycle ---------------------------------------------------------- */
 
 void respcache_limits_default(struct respcache_limits *l) {
+  memset(l, 0, sizeof *l);
   l->max_bytes = (size_t)64 << 20;
   l->max_entries = 10000;
   l->max_entry_bytes = 0;
@@ -798,6 +847,7 @@ enum respcache_result respcache_lookup_or_join(struct respcache *c, const char *
     return RESPCACHE_FETCH;
   memset(f, 0, sizeof *f);
   f->hash = hash;
+  f->epoch = epoch_now(c);
   f->deadline = now_ms + c->lim.flight_timeout_ms;
   f->key_len = key_len;
   memcpy(f->key, key, key_len);
@@ -861,7 +911,10 @@ int respcache_store(struct respcache *c, const char *key, size_t key_len,
     return 0;
   uint64_t hash = hash_key(c->seed, key, key_len);
   struct flight *f = find_flight(c, key, key_len, hash);
-  if (f && f->invalidated)
+  /* a response fetched before an invalidation here or in another worker
+   * may show what the unsafe request changed: not kept */
+  uint64_t epoch = f ? f->epoch : epoch_now(c);
+  if ((f && f->invalidated) || epoch < epoch_of(c, key, key_len))
     return 0;
 
   const char *vnames[RESPCACHE_MAX_VARY];
@@ -893,6 +946,7 @@ int respcache_store(struct respcache *c, const char *key, size_t key_len,
   memset(e, 0, sizeof *e);
   e->charge = size;
   e->stored_at = now_ms;
+  e->epoch = epoch;
   e->initial_age = p->initial_age_ms;
   e->lifetime = p->lifetime_ms;
   e->stale_if_error = p->stale_if_error_ms;
@@ -980,6 +1034,7 @@ int respcache_store(struct respcache *c, const char *key, size_t key_len,
 unsigned respcache_invalidate(struct respcache *c, const char *key, size_t key_len) {
   if (!c || !key_ok(key, key_len))
     return 0;
+  epoch_invalidate(c, key, key_len);
   uint64_t hash = hash_key(c->seed, key, key_len);
   struct flight *f = find_flight(c, key, key_len, hash);
   if (f)

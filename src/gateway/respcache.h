@@ -90,7 +90,18 @@
 struct respcache;
 
 /* Bounds of one instance. Get the defaults from respcache_limits_default(). */
+/* Invalidations shared by the caches of one process (one per worker):
+ * each invalidation takes the next number of a shared sequence and writes it
+ * into the key's slot (of a fixed table; keys may share one); a cache then
+ * serves an entry only when no invalidation of its slot came after the
+ * entry's fetch began. A key sharing a slot costs an extra miss, never a
+ * stale answer. Thread-safe (atomics, no locks). */
+struct respcache_epochs;
+struct respcache_epochs *respcache_epochs_new(void);
+void respcache_epochs_free(struct respcache_epochs *e);
+
 struct respcache_limits {
+  struct respcache_epochs *shared; /* the other workers' invalidations; NULL: none */
   size_t max_bytes;           /* all stored responses and keys (default 64 MiB) */
   size_t max_entries;         /* stored responses (default 10000) */
   size_t max_entry_bytes;     /* one response; 0 = max_bytes / 8 (default 0) */
@@ -278,7 +289,9 @@ void respcache_flight_done(struct respcache *c, const char *key, size_t key_len,
 
 /* Drops every stored response of key (after a successful unsafe request to
  * its URI, RFC 9111 4.4: build the key with method "GET"); a fetch of key
- * in flight will not store its result. Returns the responses dropped. */
+ * in flight will not store its result. With limits.shared, the caches
+ * sharing it stop serving key's responses too. Returns the responses
+ * dropped here. */
 unsigned respcache_invalidate(struct respcache *c, const char *key, size_t key_len);
 
 /* Releases the waiters that waited wait_timeout_ms and the fetches not

@@ -493,6 +493,39 @@ gateway:
         self.assertGreaterEqual(m["strata_gateway_cache_entries"], 1)
 
 
+class CachingAcrossWorkers(GatewayCase):
+    """Each worker keeps its own cache; an unsafe request that one worker
+    proxies must stop all of them serving the URI (RFC 9111 4.4)."""
+
+    def test_unsafe_request_reaches_every_worker(self):
+        up = FakeUpstream().start()
+        gw = ConfigGateway(f"""
+gateway:
+  listen: 127.0.0.1:PORT
+  pools:
+    p: {{hosts: [127.0.0.1:{up.port}], health: {{disabled: true}}}}
+  routes:
+    - match: {{prefix: /}}
+      pool: p
+      cache: {{ttl: 60s}}
+""", "--workers", "2").start()
+        try:
+            # new connections: the kernel spreads them over both workers,
+            # and each worker fetches once for its own cache
+            got, _ = wait_until(lambda: self.get(gw, "/w").status == 200 and up.proxied >= 2, 5.0, 0)
+            self.assertTrue(got, "the second worker never fetched")
+            self.assertEqual(up.proxied, 2)
+            self.assertEqual(exchange(gw.port, req("PUT", "/w", body=b"{}")).status, 200)
+            for _ in range(40):
+                self.assertEqual(self.get(gw, "/w").status, 200)
+            # the PUT, and one fetch per worker after it: a worker answering
+            # from its old entry would leave it at 4
+            self.assertEqual(up.proxied, 5, "a worker kept serving what the PUT changed")
+        finally:
+            gw.stop()
+            up.stop()
+
+
 class Reload(GatewayCase):
     """SIGHUP: a new configuration without dropping connections or requests
     in flight; a bad one is refused with its errors and the old one stays."""

@@ -1097,6 +1097,45 @@ static void test_invalidate_during_flight(void **state) {
   respcache_free(c);
 }
 
+/* Two workers' caches sharing invalidations: a PUT through one stops the
+ * other serving the key, and a fetch the other began before it stores
+ * nothing; fetches begun after it store and serve again. */
+static void test_invalidations_shared_between_caches(void **state) {
+  (void)state;
+  struct respcache_epochs *ep = respcache_epochs_new();
+  assert_non_null(ep);
+  struct respcache_limits l;
+  respcache_limits_default(&l);
+  l.shared = ep;
+  struct respcache *a = respcache_new(&l), *b = respcache_new(&l);
+  struct respcache_request rq = request(NULL, 0);
+  struct respcache_hit hit;
+  const struct http_header h[] = {HDR("Cache-Control", "max-age=60")};
+  static const char OTHER[] = "GET\nexample.test\n/other", SLOW[] = "GET\nexample.test\n/slow";
+  assert_int_equal(store_at(a, KEY, &rq, 200, h, 1, "a1", T0), 1);
+  assert_int_equal(store_at(b, KEY, &rq, 200, h, 1, "b1", T0), 1);
+  assert_int_equal(store_at(b, OTHER, &rq, 200, h, 1, "o1", T0), 1);
+  struct rec lead = {0};
+  assert_int_equal(respcache_lookup_or_join(b, SLOW, sizeof SLOW - 1, &rq, T0, on_wait, &lead, &hit),
+                   RESPCACHE_LEAD);
+  assert_int_equal(respcache_invalidate(a, KEY, KLEN), 1);
+  assert_int_equal(respcache_invalidate(a, SLOW, sizeof SLOW - 1), 0);
+  assert_int_equal(lookup(a, KEY, &rq, T0 + 1, &hit), RESPCACHE_FETCH);
+  assert_int_equal(lookup(b, KEY, &rq, T0 + 1, &hit), RESPCACHE_FETCH); /* b heard of it */
+  assert_int_equal(lookup(b, OTHER, &rq, T0 + 1, &hit), RESPCACHE_HIT); /* other keys stay */
+  assert_int_equal(stats(b).invalidations, 1);
+  /* b's fetch began before the PUT: what it got may predate it */
+  assert_int_equal(store_at(b, SLOW, &rq, 200, h, 1, "old", T0 + 2), 0);
+  respcache_flight_done(b, SLOW, sizeof SLOW - 1, T0 + 2);
+  /* fetched after it: kept and served */
+  assert_int_equal(store_at(b, KEY, &rq, 200, h, 1, "b2", T0 + 3), 1);
+  assert_int_equal(lookup(b, KEY, &rq, T0 + 4, &hit), RESPCACHE_HIT);
+  assert_memory_equal(hit.body, "b2", 2);
+  respcache_free(a);
+  respcache_free(b);
+  respcache_epochs_free(ep);
+}
+
 static void test_callbacks_may_reenter(void **state) {
   (void)state;
   struct respcache *c = make_default();
@@ -1220,6 +1259,7 @@ int main(void) {
       cmocka_unit_test(test_coalesce_leader_never_reports),
       cmocka_unit_test(test_head_and_conditional_requests),
       cmocka_unit_test(test_invalidate_during_flight),
+      cmocka_unit_test(test_invalidations_shared_between_caches),
       cmocka_unit_test(test_callbacks_may_reenter),
       cmocka_unit_test(test_free_cancels_waiters),
       cmocka_unit_test(test_no_callback_no_coalescing),
