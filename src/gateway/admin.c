@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "gateway/auth.h"
 #include "gateway/internal.h"
 #include "observe/routes.h"
 
@@ -129,8 +130,12 @@ static int authorized(struct gateway *g, struct http_exchange *ex) {
   memcpy(token, g->conf->s.admin_token, sizeof token);
   uv_mutex_unlock(&g->workers_lock);
   size_t want = strlen(token);
-  if (!v || !want || len != 7 + want || strncmp(v, "Bearer ", 7) != 0 ||
-      CRYPTO_memcmp(v + 7, token, want) != 0) {
+  /* the same reading as the public listener's: scheme in any case, one or
+   * more spaces (RFC 9110 11.1) */
+  struct auth_credentials cr;
+  if (!v || !want || auth_credentials_parse(v, len, NULL, 0, &cr) != 0 ||
+      cr.scheme != AUTH_SCHEME_BEARER || cr.len != want ||
+      CRYPTO_memcmp(cr.value, token, want) != 0) {
     http_add_header(ex, "WWW-Authenticate", "Bearer realm=\"strata-admin\"");
     http_respond_error(ex, STRATA_EUNAUTHORIZED, "The admin token is missing or wrong.", NULL);
     return 0;

@@ -317,6 +317,17 @@ gateway:
     def test_admin_requires_token(self):
         self.assert_json_error(self.gw.admin(), 401, "unauthorized")
         self.assert_json_error(self.gw.admin(token="nope"), 401, "unauthorized")
+        self.assert_json_error(self.gw.admin(token=self.token[:-1]), 401, "unauthorized")
+        self.assert_json_error(self.gw.admin(token=self.token + "x"), 401, "unauthorized")
+        r = exchange(self.gw.admin_port, req("GET", "/admin/status", f"Authorization: Basic {self.token}",
+                                             host="127.0.0.1"))
+        self.assert_json_error(r, 401, "unauthorized")
+        self.assertIn("Bearer", r.get("www-authenticate", ""))
+        # the scheme is case-insensitive, spaces may be more than one (RFC 9110 11.1)
+        for value in (f"bearer {self.token}", f"BEARER {self.token}", f"Bearer   {self.token}"):
+            r = exchange(self.gw.admin_port, req("GET", "/admin/status", f"Authorization: {value}",
+                                                 host="127.0.0.1"))
+            self.assertEqual(r.status, 200, (value, r))
         r = self.gw.admin(token=self.token)
         self.assertEqual(r.status, 200, r)
         doc = r.json()
