@@ -710,6 +710,15 @@ int auth_jwt(const struct auth_jwt_config *cfg, const char *token, size_t len, u
     }
   }
 
+  /* Claims, from the payload bytes the signature covers: read before
+   * libjwt, whose refusal of a payload it cannot parse looks like a bad
+   * signature. */
+  claims = decode_json_segment(token + dot1 + 1, dot2 - dot1 - 1);
+  if (!claims) {
+    set_why(why, why_len, "malformed token payload");
+    goto done;
+  }
+
   copy = malloc(len + 1);
   if (!copy) {
     rc = STRATA_EINTERNAL;
@@ -730,12 +739,6 @@ int auth_jwt(const struct auth_jwt_config *cfg, const char *token, size_t len, u
     goto done;
   }
 
-  /* Claims, from the payload bytes the signature covers. */
-  claims = decode_json_segment(token + dot1 + 1, dot2 - dot1 - 1);
-  if (!claims) {
-    set_why(why, why_len, "malformed token payload");
-    goto done;
-  }
   if (check_claims(cfg, claims, now_s, out, why, why_len) != 0)
     goto done;
   out->kind = AUTH_KIND_JWT;

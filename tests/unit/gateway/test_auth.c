@@ -607,6 +607,16 @@ static void test_jwt_header_strictness(void **state) {
   tok = craft_hs("{\"alg\":\"HS256\"}", "[1,2]");
   expect_refused(&c, tok, NOW, "malformed token payload");
   free(tok);
+  /* correctly signed, yet no claims: said as such (libjwt's refusal of
+   * these read as "bad signature") */
+  static const char *const bad_payloads[] = {
+      "hello", "{\"sub\":\"u\",\"exp\":1800000000} x", "{\"sub\":\"u\",\"exp\":9223372036854775808}",
+      "{\"sub\":\"u\\u0000v\",\"exp\":1800000000}"};
+  for (size_t i = 0; i < sizeof bad_payloads / sizeof bad_payloads[0]; i++) {
+    tok = craft_hs("{\"alg\":\"HS256\"}", bad_payloads[i]);
+    expect_refused(&c, tok, NOW, "malformed token payload");
+    free(tok);
+  }
   tok = craft_hs("{\"alg\":\"HS256\",\"typ\":\"at+jwt\"}", p); /* libjwt 1.10 refuses */
   expect_refused(&c, tok, NOW, "bad signature");
   free(tok);
