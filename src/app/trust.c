@@ -1,6 +1,7 @@
 /* Gateway-signed identity check for services; see trust.h. */
 #include "app/trust.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -12,7 +13,7 @@
 int trust_read_secret(const char *path, char *out, size_t cap, char *why, size_t why_len) {
   FILE *f = fopen(path, "r");
   if (!f) {
-    snprintf(why, why_len, "cannot open %s", path);
+    snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
     return -1;
   }
   int ok = fgets(out, (int)cap, f) != NULL;

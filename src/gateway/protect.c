@@ -10,6 +10,7 @@
  *
  * Every answer that passes carries RateLimit-Policy / RateLimit headers
  * (draft-ietf-httpapi-ratelimit-headers-07); a 429 adds Retry-After. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,7 @@ static char *read_file(const char *path, size_t *len) {
 static int load_keys(struct gw_conf *g, const char *path, char *why, size_t why_len) {
   char *text = read_file(path, NULL);
   if (!text) {
-    snprintf(why, why_len, "cannot read %s", path);
+    snprintf(why, why_len, "cannot read %s: %s", path, strerror(errno));
     return -1;
   }
   g->keys = auth_keyring_new();
@@ -87,7 +88,7 @@ int gw_protect_init(struct gw_conf *g, char *why, size_t why_len) {
            (g->jwt_secret[g->jwt_secret_len - 1] == '\n' || g->jwt_secret[g->jwt_secret_len - 1] == '\r'))
       g->jwt_secret_len--;
     if (!g->jwt_secret) {
-      snprintf(why, why_len, "cannot read %s", s->jwt_hs256_secret_file);
+      snprintf(why, why_len, "cannot read %s: %s", s->jwt_hs256_secret_file, strerror(errno));
       return -1;
     }
     g->jwt.algs |= AUTH_JWT_HS256;
@@ -96,7 +97,7 @@ int gw_protect_init(struct gw_conf *g, char *why, size_t why_len) {
   }
   if (s->jwt_rs256_pem_file[0]) {
     if (!(g->jwt_rs256_pem = read_file(s->jwt_rs256_pem_file, NULL))) {
-      snprintf(why, why_len, "cannot read %s", s->jwt_rs256_pem_file);
+      snprintf(why, why_len, "cannot read %s: %s", s->jwt_rs256_pem_file, strerror(errno));
       return -1;
     }
     g->jwt.algs |= AUTH_JWT_RS256;
@@ -104,7 +105,7 @@ int gw_protect_init(struct gw_conf *g, char *why, size_t why_len) {
   }
   if (s->jwt_es256_pem_file[0]) {
     if (!(g->jwt_es256_pem = read_file(s->jwt_es256_pem_file, NULL))) {
-      snprintf(why, why_len, "cannot read %s", s->jwt_es256_pem_file);
+      snprintf(why, why_len, "cannot read %s: %s", s->jwt_es256_pem_file, strerror(errno));
       return -1;
     }
     g->jwt.algs |= AUTH_JWT_ES256;
