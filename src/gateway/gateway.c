@@ -81,6 +81,20 @@ static void route_sample(struct strbuf *sb, const char *family, const struct gw_
   strbuf_puts(sb, "\"} ");
 }
 
+/* Host h's try latency summed over the workers into sum; 0 when empty. */
+static int host_latency(const struct gateway *g, const struct gw_conf *c, unsigned h,
+                        struct histogram *sum) {
+  memset(sum, 0, sizeof *sum);
+  for (unsigned w = 0; w < g->n_workers; w++) {
+    const struct gw_state *st = g->workers[w]->st;
+    const struct histogram *one =
+        st->conf == c ? __atomic_load_n(&st->upstream_latency[h], __ATOMIC_ACQUIRE) : NULL;
+    if (one)
+      histogram_merge(sum, one);
+  }
+  return sum->count != 0;
+}
+
 static void collect(struct strbuf *sb, void *ctx) {
   struct gateway *g = ctx;
   static const char *const classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -139,23 +153,19 @@ static void collect(struct strbuf *sb, void *ctx) {
   }
   metrics_family(sb, "strata_gateway_upstream_duration_seconds", "histogram",
          "Time of one try on an upstream host, from sending to the last response byte.");
+  static struct histogram_edges edges; /* shared by every host, for good */
   struct histogram *sum = malloc(sizeof *sum);
+  for (unsigned h = 0; sum && h < c->s.n_hosts; h++)
+    if (host_latency(g, c, h, sum))
+      histogram_edges_add(&edges, sum);
   for (unsigned h = 0; sum && h < c->s.n_hosts; h++) {
-    memset(sum, 0, sizeof *sum);
-    for (unsigned w = 0; w < g->n_workers; w++) {
-      const struct gw_state *st = g->workers[w]->st;
-      const struct histogram *one =
-          st->conf == c ? __atomic_load_n(&st->upstream_latency[h], __ATOMIC_ACQUIRE) : NULL;
-      if (one)
-        histogram_merge(sum, one);
-    }
-    if (!sum->count)
+    if (!host_latency(g, c, h, sum))
       continue;
     struct strbuf labels;
     strbuf_init(&labels, 0);
     host_label_pairs(&labels, c, h);
     histogram_write_prometheus(sb, "strata_gateway_upstream_duration_seconds",
-                               labels.data && !labels.failed ? labels.data : "", sum);
+                               labels.data && !labels.failed ? labels.data : "", sum, &edges);
     strbuf_free(&labels);
   }
   free(sum);

@@ -71,18 +71,25 @@ static void bucket_line(struct strbuf *sb, const char *name, const char *labels,
   strbuf_putc(sb, '\n');
 }
 
-void histogram_write_prometheus(struct strbuf *sb, const char *name, const char *labels,
-                                const struct histogram *h) {
-  uint64_t cumulative = 0, written_edge = UINT64_MAX;
+void histogram_edges_add(struct histogram_edges *e, const struct histogram *h) {
   for (unsigned i = 0; i < HIST_BUCKETS; i++) {
     if (!h->buckets[i])
       continue;
-    uint64_t lower = histogram_bucket_lower(i);
-    if (lower != written_edge && lower > 0)
-      bucket_line(sb, name, labels, lower, cumulative);
+    /* the bucket's upper edge, and its lower one (the previous bucket's
+     * upper; bucket 0 starts at 0, which needs no line) */
+    __atomic_or_fetch(&e->bits[i / 8], (uint8_t)(1u << (i % 8)), __ATOMIC_RELAXED);
+    if (i > 0)
+      __atomic_or_fetch(&e->bits[(i - 1) / 8], (uint8_t)(1u << ((i - 1) % 8)), __ATOMIC_RELAXED);
+  }
+}
+
+void histogram_write_prometheus(struct strbuf *sb, const char *name, const char *labels,
+                                const struct histogram *h, const struct histogram_edges *e) {
+  uint64_t cumulative = 0;
+  for (unsigned i = 0; i < HIST_BUCKETS; i++) {
     cumulative += h->buckets[i];
-    written_edge = histogram_bucket_upper(i);
-    bucket_line(sb, name, labels, written_edge, cumulative);
+    if (__atomic_load_n(&e->bits[i / 8], __ATOMIC_RELAXED) & (1u << (i % 8)))
+      bucket_line(sb, name, labels, histogram_bucket_upper(i), cumulative);
   }
   strbuf_puts(sb, name);
   strbuf_puts(sb, "_bucket{");

@@ -56,12 +56,27 @@ void histogram_merge(struct histogram *dst, const struct histogram *src);
  * histogram_quantile() does: linear interpolation inside the bucket. */
 double histogram_quantile(const struct histogram *h, double q);
 
+/* The `le` edges the series of one metric share. Prometheus sums bucket
+ * series by `le` (histogram_quantile over routes or hosts), which needs
+ * every series to give the same edges, and rate() needs an edge, once
+ * written, to stay. So each metric keeps one set that only grows: the two
+ * edges of every bucket any of its series has ever had an observation in.
+ * Bit j stands for the edge histogram_bucket_upper(j). Static storage, one
+ * per metric name; updated with atomics (concurrent scrapes). */
+struct histogram_edges {
+  uint8_t bits[(HIST_BUCKETS + 7) / 8];
+};
+
+/* Adds the edges h needs to e. */
+void histogram_edges_add(struct histogram_edges *e, const struct histogram *h);
+
 /* Appends the Prometheus `_bucket`, `_sum` and `_count` lines of h for the
  * metric `name` with the extra labels `labels` (e.g. `route="/x"`, may be
- * empty). Empty buckets are left out, but the lower edge of every non-empty
- * bucket is written, so interpolation between the written edges is exactly
- * the interpolation inside the real bucket. Values in seconds. */
+ * empty): one `_bucket` line per edge of e (which must hold h's, see
+ * histogram_edges_add), then `+Inf`. Both edges of every non-empty bucket
+ * are written, so interpolation between the written edges is exactly the
+ * interpolation inside the real bucket. Values in seconds. */
 void histogram_write_prometheus(struct strbuf *sb, const char *name, const char *labels,
-                                const struct histogram *h);
+                                const struct histogram *h, const struct histogram_edges *e);
 
 #endif

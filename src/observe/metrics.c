@@ -149,7 +149,23 @@ static void write_requests(struct strbuf *sb) {
       }
 }
 
+/* Route r's latency summed over the workers' shards into sum; 0 when no
+ * shard has one yet. */
+static int route_latency(int r, struct histogram *sum) {
+  memset(sum, 0, sizeof *sum);
+  int any = 0;
+  for (unsigned i = 0; i < n_shards; i++) {
+    struct histogram *h = __atomic_load_n(&shards[i].latency[r], __ATOMIC_ACQUIRE);
+    if (h) {
+      histogram_merge(sum, h);
+      any = 1;
+    }
+  }
+  return any;
+}
+
 static void write_latency(struct strbuf *sb) {
+  static struct histogram_edges edges; /* shared by every route, for good */
   strbuf_puts(sb, "# HELP strata_http_request_duration_seconds Time from the first byte of a "
                   "request to its response being queued, by route.\n"
                   "# TYPE strata_http_request_duration_seconds histogram\n");
@@ -158,17 +174,11 @@ static void write_latency(struct strbuf *sb) {
     sb->failed = 1;
     return;
   }
+  for (int r = 0; r < n_routes; r++)
+    if (route_latency(r, sum))
+      histogram_edges_add(&edges, sum);
   for (int r = 0; r < n_routes; r++) {
-    memset(sum, 0, sizeof *sum);
-    int any = 0;
-    for (unsigned i = 0; i < n_shards; i++) {
-      struct histogram *h = __atomic_load_n(&shards[i].latency[r], __ATOMIC_ACQUIRE);
-      if (h) {
-        histogram_merge(sum, h);
-        any = 1;
-      }
-    }
-    if (!any)
+    if (!route_latency(r, sum))
       continue;
     struct strbuf label;
     strbuf_init(&label, 0);
@@ -176,7 +186,7 @@ static void write_latency(struct strbuf *sb) {
     metrics_label_value(&label, route_label(r));
     strbuf_putc(&label, '"');
     histogram_write_prometheus(sb, "strata_http_request_duration_seconds",
-                               label.data ? label.data : "", sum);
+                               label.data ? label.data : "", sum, &edges);
     strbuf_free(&label);
   }
   free(sum);

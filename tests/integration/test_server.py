@@ -92,6 +92,27 @@ def exact_quantile(values, q):
     return v[max(0, math.ceil(q * len(v)) - 1)]
 
 
+class HistogramLayout(unittest.TestCase):
+    def test_every_route_gives_the_same_edges(self):
+        # Prometheus sums bucket series by le (histogram_quantile over
+        # routes): every series of the family must give the same le values
+        with Server(workers=1) as s:
+            for i in range(300):
+                s.http("GET", "/health/live" if i % 3 else "/health/ready")
+            s.http("GET", "/missing")
+            status, _, body = s.http("GET", "/metrics")
+            self.assertEqual(status, 200)
+        series = {}
+        for m in re.finditer(r'strata_http_request_duration_seconds_bucket\{route="([^"]*)",le="([^"]+)"\} (\d+)',
+                             body.decode()):
+            series.setdefault(m.group(1), []).append((m.group(2), int(m.group(3))))
+        self.assertGreaterEqual(len(series), 3, list(series))
+        layouts = {tuple(le for le, _ in v) for v in series.values()}
+        self.assertEqual(len(layouts), 1, "routes give different le values")
+        total = [sum(v[i][1] for v in series.values()) for i in range(len(next(iter(layouts))))]
+        self.assertEqual(total, sorted(total), "the sum by le goes down somewhere")
+
+
 class LatencyHistogramAccuracy(unittest.TestCase):
     """p50/p95/p99 read from /metrics agree within 10% with the true values:
     the per-request durations the server itself logs (same clock reading)."""

@@ -404,6 +404,15 @@ static double prom_quantile(const struct exposition *e, double q) {
   return (start + (end - start) * (rank / count)) * 1e9;
 }
 
+/* The exposition of h alone: its own edges. */
+static void write_alone(struct strbuf *sb, const char *name, const char *labels,
+                        const struct histogram *h) {
+  struct histogram_edges edges;
+  memset(&edges, 0, sizeof edges);
+  histogram_edges_add(&edges, h);
+  histogram_write_prometheus(sb, name, labels, h, &edges);
+}
+
 static void test_prometheus_round_trip(void **state) {
   struct histogram h;
   struct strbuf sb;
@@ -414,7 +423,7 @@ static void test_prometheus_round_trip(void **state) {
   for (unsigned d = 0; d < sizeof distributions / sizeof distributions[0]; d++) {
     uint64_t *ns = record_distribution(&distributions[d], &h);
     strbuf_clear(&sb);
-    histogram_write_prometheus(&sb, "strata_test_seconds", "route=\"/users/:id\",method=\"GET\"", &h);
+    write_alone(&sb, "strata_test_seconds", "route=\"/users/:id\",method=\"GET\"", &h);
     assert_false(sb.failed);
     parse_exposition(sb.data, "strata_test_seconds", "route=\"/users/:id\",method=\"GET\"", &e);
     check_exposition(&e, &h);
@@ -465,7 +474,7 @@ static void test_prometheus_small_cases(void **state) {
   strbuf_init(&sb, 0);
   /* Empty: only +Inf, sum and count. */
   memset(&h, 0, sizeof h);
-  histogram_write_prometheus(&sb, "x_seconds", "", &h);
+  write_alone(&sb, "x_seconds", "", &h);
   assert_string_equal(sb.data, "x_seconds_bucket{le=\"+Inf\"} 0\n"
                                "x_seconds_sum 0.000000000\n"
                                "x_seconds_count 0\n");
@@ -473,7 +482,7 @@ static void test_prometheus_small_cases(void **state) {
    * a line for each edge, in seconds, trailing zeros trimmed. */
   histogram_record(&h, 1500000);
   strbuf_clear(&sb);
-  histogram_write_prometheus(&sb, "x_seconds", "", &h);
+  write_alone(&sb, "x_seconds", "", &h);
   assert_string_equal(sb.data, "x_seconds_bucket{le=\"0.001441792\"} 0\n"
                                "x_seconds_bucket{le=\"0.001507328\"} 1\n"
                                "x_seconds_bucket{le=\"+Inf\"} 1\n"
@@ -489,7 +498,7 @@ static void test_prometheus_small_cases(void **state) {
   histogram_record(&h, 3000);          /* [2944, 3072) = 23..24 << 7 */
   histogram_record(&h, 3000000000ull); /* 3 s: [2952790016, 3087007744) = 22..23 << 27 */
   strbuf_clear(&sb);
-  histogram_write_prometheus(&sb, "y", "a=\"b\"", &h);
+  write_alone(&sb, "y", "a=\"b\"", &h);
   assert_string_equal(sb.data, "y_bucket{a=\"b\",le=\"0.000000001\"} 1\n"
                                "y_bucket{a=\"b\",le=\"0.000000002\"} 2\n"
                                "y_bucket{a=\"b\",le=\"0.000002944\"} 2\n"
@@ -504,6 +513,50 @@ static void test_prometheus_small_cases(void **state) {
   strbuf_free(&sb);
 }
 
+/* Two series of one metric (two routes) share their edges: the same `le`
+ * values in both, so a sum by le is cumulative; an edge once written stays
+ * after its series' observations moved elsewhere. */
+static void test_prometheus_series_share_edges(void **state) {
+  (void)state;
+  static struct histogram a, b;
+  struct histogram_edges edges;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  memset(&edges, 0, sizeof edges);
+  histogram_record(&a, 3000);    /* 3 us */
+  histogram_record(&b, 1500000); /* 1.5 ms */
+  histogram_edges_add(&edges, &a);
+  histogram_edges_add(&edges, &b);
+  struct strbuf sa, sbb;
+  strbuf_init(&sa, 0);
+  strbuf_init(&sbb, 0);
+  histogram_write_prometheus(&sa, "x", "r=\"a\"", &a, &edges);
+  histogram_write_prometheus(&sbb, "x", "r=\"b\"", &b, &edges);
+  assert_string_equal(sa.data, "x_bucket{r=\"a\",le=\"0.000002944\"} 0\n"
+                               "x_bucket{r=\"a\",le=\"0.000003072\"} 1\n"
+                               "x_bucket{r=\"a\",le=\"0.001441792\"} 1\n"
+                               "x_bucket{r=\"a\",le=\"0.001507328\"} 1\n"
+                               "x_bucket{r=\"a\",le=\"+Inf\"} 1\n"
+                               "x_sum{r=\"a\"} 0.000003000\n"
+                               "x_count{r=\"a\"} 1\n");
+  assert_string_equal(sbb.data, "x_bucket{r=\"b\",le=\"0.000002944\"} 0\n"
+                                "x_bucket{r=\"b\",le=\"0.000003072\"} 0\n"
+                                "x_bucket{r=\"b\",le=\"0.001441792\"} 0\n"
+                                "x_bucket{r=\"b\",le=\"0.001507328\"} 1\n"
+                                "x_bucket{r=\"b\",le=\"+Inf\"} 1\n"
+                                "x_sum{r=\"b\"} 0.001500000\n"
+                                "x_count{r=\"b\"} 1\n");
+  /* a fresh series with nothing near 3 us still writes those edges */
+  memset(&a, 0, sizeof a);
+  histogram_record(&a, 1500000);
+  histogram_edges_add(&edges, &a);
+  strbuf_clear(&sa);
+  histogram_write_prometheus(&sa, "x", "", &a, &edges);
+  assert_non_null(strstr(sa.data, "x_bucket{le=\"0.000003072\"} 0\n"));
+  strbuf_free(&sa);
+  strbuf_free(&sbb);
+}
+
 /* Writing into a capped buffer that is too small must mark it failed, not
  * crash. */
 static int write_into_tiny_buffer(void) {
@@ -512,7 +565,7 @@ static int write_into_tiny_buffer(void) {
   memset(&h, 0, sizeof h);
   histogram_record(&h, 1500000);
   strbuf_init(&sb, 8);
-  histogram_write_prometheus(&sb, "strata_request_duration_seconds", "", &h);
+  write_alone(&sb, "strata_request_duration_seconds", "", &h);
   int ok = sb.failed;
   strbuf_free(&sb);
   return ok ? 0 : 1;
@@ -534,6 +587,7 @@ int main(void) {
       cmocka_unit_test(test_quantile_accuracy),
       cmocka_unit_test(test_prometheus_round_trip),
       cmocka_unit_test(test_prometheus_small_cases),
+      cmocka_unit_test(test_prometheus_series_share_edges),
       cmocka_unit_test(test_prometheus_capped_buffer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
