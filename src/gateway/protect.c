@@ -249,10 +249,12 @@ int gw_protect(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex, 
   struct ratelimit *rl = g->route_rl[route] ? g->route_rl[route] : g->rl;
   if (!rl)
     return 0;
-  /* the identity when there is one, else the client's address */
+  /* the identity when there is one, else the client's address; API key
+   * ids and JWT subjects are separate names (a token issued for sub
+   * "ops" must not spend the "ops" key's budget) */
   char key[300];
   if (id->kind != AUTH_KIND_NONE) {
-    snprintf(key, sizeof key, "id:%s", id->subject);
+    snprintf(key, sizeof key, "%s:%s", id->kind == AUTH_KIND_API_KEY ? "key" : "sub", id->subject);
   } else {
     const char *remote = http_request_of(ex)->remote ? http_request_of(ex)->remote : "";
     const char *colon = strrchr(remote, ':');

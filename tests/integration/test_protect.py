@@ -127,6 +127,30 @@ class ApiKeysAndJwt(unittest.TestCase):
         self.assertEqual(up["x-client-id"], "svc-a")
 
 
+class RateLimitNames(unittest.TestCase):
+    def test_api_key_ids_and_jwt_subjects_have_separate_budgets(self):
+        up = FakeUpstream()
+        up.start()
+        d = tempfile.mkdtemp()
+        key = "sk_test_" + secrets.token_hex(16)
+        with open(os.path.join(d, "keys"), "w") as f:
+            f.write(f"ops {hashlib.sha256(key.encode()).hexdigest()}\n")
+        secret = secrets.token_hex(32).encode()
+        with open(os.path.join(d, "jwt"), "wb") as f:
+            f.write(secret)
+        gw = Gateway("--upstream", f"127.0.0.1:{up.port}", "--api-keys", os.path.join(d, "keys"),
+                     "--jwt-hs256-secret-file", os.path.join(d, "jwt"), "--rate-limit", "2/m")
+        try:
+            statuses = [gw.get(headers={"X-Api-Key": key})[0] for _ in range(3)]
+            self.assertEqual(statuses, [200, 200, 429])
+            # a token whose subject happens to be the key's id is someone else
+            tok = hs256({"sub": "ops", "exp": int(time.time()) + 60}, secret)
+            self.assertEqual(gw.get(headers={"Authorization": f"Bearer {tok}"})[0], 200)
+        finally:
+            self.assertEqual(gw.stop(), 0)
+            up.stop()
+
+
 class RateLimit(unittest.TestCase):
     def test_limit_headers_429_and_retry_after(self):
         up = FakeUpstream()
