@@ -9,7 +9,7 @@
  *                                                                       --ok----> proxy
  *
  * Every answer that passes carries RateLimit-Policy / RateLimit headers
- * (draft-ietf-httpapi-ratelimit-headers-07); a 429 adds Retry-After. */
+ * (draft-ietf-httpapi-ratelimit-headers-11); a 429 adds Retry-After. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -365,17 +365,18 @@ size_t ratelimit_headers(const struct ratelimit *rl, const struct ratelimit_resu
   uint64_t period = r->period_ms ? r->period_ms : 1;
   uint64_t w = ceil_div(period, 1000);
   uint64_t quota = (uint64_t)r->rate * w * 1000 / period;
-  int n = snprintf(out, cap, "RateLimit-Policy: %llu;w=%llu", (unsigned long long)quota,
-                   (unsigned long long)w);
+  int n = snprintf(out, cap, "RateLimit-Policy: \"default\";q=%llu;w=%llu",
+                   (unsigned long long)quota, (unsigned long long)w);
   if (n >= 0 && (size_t)n < cap && r->limit != quota)
-    n += snprintf(out + n, cap - (size_t)n, ";burst=%lu", (unsigned long)r->limit);
+    n += snprintf(out + n, cap - (size_t)n, ";strata-burst=%lu", (unsigned long)r->limit);
+  /* refused: t names the moment Retry-After does (the draft's SHOULD) */
+  uint64_t retry_s = ceil_div(r->retry_after_ms ? r->retry_after_ms : 1, 1000);
+  uint64_t t = r->allowed ? ceil_div(r->reset_ms, 1000) : retry_s;
   if (n >= 0 && (size_t)n < cap)
-    n += snprintf(out + n, cap - (size_t)n, "\r\nRateLimit: limit=%lu, remaining=%lu, reset=%llu\r\n",
-                  (unsigned long)r->limit, (unsigned long)r->remaining,
-                  (unsigned long long)ceil_div(r->reset_ms, 1000));
+    n += snprintf(out + n, cap - (size_t)n, "\r\nRateLimit: \"default\";r=%lu;t=%llu\r\n",
+                  (unsigned long)r->remaining, (unsigned long long)t);
   if (n >= 0 && (size_t)n < cap && !r->allowed)
-    n += snprintf(out + n, cap - (size_t)n, "Retry-After: %llu\r\n",
-                  (unsigned long long)ceil_div(r->retry_after_ms ? r->retry_after_ms : 1, 1000));
+    n += snprintf(out + n, cap - (size_t)n, "Retry-After: %llu\r\n", (unsigned long long)retry_s);
   if (n < 0 || (size_t)n >= cap) {
     out[0] = '\0';
     return 0;

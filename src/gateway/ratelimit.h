@@ -86,19 +86,21 @@ int ratelimit_check_policy(struct ratelimit *rl, const struct ratelimit_policy *
 size_t ratelimit_size(struct ratelimit *rl);
 
 /* Writes the response header lines for result r, each ending in CRLF, per
- * draft-ietf-httpapi-ratelimit-headers-07 (June 2023):
+ * draft-ietf-httpapi-ratelimit-headers-11 (May 2026; Structured Fields,
+ * RFC 8941: one policy named "default"):
  *
- *   RateLimit-Policy: <rate>;w=<period s>[;burst=<burst>]
- *   RateLimit: limit=<burst>, remaining=<n>, reset=<s until full>
+ *   RateLimit-Policy: "default";q=<quota>;w=<period s>[;strata-burst=<burst>]
+ *   RateLimit: "default";r=<requests left now>;t=<s until the bucket is full,
+ *              or when refused: the Retry-After seconds>
  *   Retry-After: <s>                     (only when limited; RFC 9110 10.2.3)
  *
  * Seconds are rounded up. A period that is not whole seconds is advertised
  * over the next whole number of seconds with the quota scaled down to it
- * (5 per 500 ms -> "10;w=1"). burst is an extension parameter, which the
- * draft lets clients ignore, present only when it differs from the quota. rl may
- * be NULL: r carries the policy that was applied. Returns the length written
- * (out is NUL-terminated), or 0 when cap is too small (RATELIMIT_HEADERS_MAX
- * always suffices). */
+ * (5 per 500 ms -> q=10;w=1). The burst (how many may come at once) is a
+ * vendor parameter, which the draft lets clients ignore, present only when
+ * it differs from the quota. rl may be NULL: r carries the policy that was
+ * applied. Returns the length written (out is NUL-terminated), or 0 when
+ * cap is too small (RATELIMIT_HEADERS_MAX always suffices). */
 size_t ratelimit_headers(const struct ratelimit *rl, const struct ratelimit_result *r, char *out,
                          size_t cap);
 

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -157,18 +158,24 @@ class RateLimit(unittest.TestCase):
         up.start()
         gw = Gateway("--upstream", f"127.0.0.1:{up.port}", "--rate-limit", "5/s")
         try:
-            statuses = []
+            statuses, remaining = [], []
             for i in range(8):
                 status, h, body = gw.get()
                 statuses.append(status)
-                if status == 200:
-                    self.assertIn("ratelimit", h)
-                    self.assertIn("ratelimit-policy", h)
+                # draft-ietf-httpapi-ratelimit-headers-11: Structured Field
+                # items, a named policy with q/w, its state with r/t
+                self.assertEqual(h.get("ratelimit-policy"), '"default";q=5;w=1', h)
+                m = re.fullmatch(r'"default";r=(\d+);t=(\d+)', h.get("ratelimit", ""))
+                self.assertIsNotNone(m, h)
+                remaining.append(int(m.group(1)))
             self.assertEqual(statuses[:5], [200] * 5)
+            self.assertEqual(remaining[:5], [4, 3, 2, 1, 0])
             self.assertIn(429, statuses[5:])
             status, h, body = gw.get()
             self.assertEqual(status, 429)
             self.assertGreaterEqual(int(h["retry-after"]), 1)
+            # Retry-After and the reset point at the same moment (the draft's SHOULD)
+            self.assertEqual(re.fullmatch(r'"default";r=0;t=(\d+)', h["ratelimit"]).group(1), h["retry-after"])
             self.assertEqual(json.loads(body)["error"]["code"], "too_many_requests")
             upstream_before = len(up.recorded)
             gw.get()

@@ -373,8 +373,8 @@ static void test_headers_allowed(void **state) {
   for (int i = 0; i < 3; i++)
     check(rl, "k", 0, &r);
   size_t n = ratelimit_headers(rl, &r, out, sizeof out);
-  assert_string_equal(out, "RateLimit-Policy: 100;w=60\r\n"
-                           "RateLimit: limit=100, remaining=97, reset=2\r\n");
+  assert_string_equal(out, "RateLimit-Policy: \"default\";q=100;w=60\r\n"
+                           "RateLimit: \"default\";r=97;t=2\r\n");
   assert_int_equal(n, strlen(out));
   ratelimit_free(rl);
 }
@@ -388,8 +388,8 @@ static void test_headers_limited(void **state) {
     check(rl, "k", 0, &r);
   assert_int_equal(r.allowed, 0);
   ratelimit_headers(NULL, &r, out, sizeof out);
-  assert_string_equal(out, "RateLimit-Policy: 2;w=1;burst=5\r\n"
-                           "RateLimit: limit=5, remaining=0, reset=3\r\n"
+  assert_string_equal(out, "RateLimit-Policy: \"default\";q=2;w=1;strata-burst=5\r\n"
+                           "RateLimit: \"default\";r=0;t=1\r\n"
                            "Retry-After: 1\r\n");
   /* Retry-After rounds up: 1 ms to wait is still "1". */
   check(rl, "k", 499, &r);
@@ -402,8 +402,8 @@ static void test_headers_limited(void **state) {
   check(rl, "k", 0, &r);
   check(rl, "k", 0, &r);
   ratelimit_headers(NULL, &r, out, sizeof out);
-  assert_string_equal(out, "RateLimit-Policy: 1;w=90\r\n"
-                           "RateLimit: limit=1, remaining=0, reset=90\r\n"
+  assert_string_equal(out, "RateLimit-Policy: \"default\";q=1;w=90\r\n"
+                           "RateLimit: \"default\";r=0;t=90\r\n"
                            "Retry-After: 90\r\n");
   ratelimit_free(rl);
 }
@@ -415,8 +415,8 @@ static void test_headers_sub_second_period_and_cap(void **state) {
   char out[RATELIMIT_HEADERS_MAX];
   check(rl, "k", 0, &r);
   ratelimit_headers(rl, &r, out, sizeof out);
-  assert_string_equal(out, "RateLimit-Policy: 10;w=1;burst=5\r\n"
-                           "RateLimit: limit=5, remaining=4, reset=1\r\n");
+  assert_string_equal(out, "RateLimit-Policy: \"default\";q=10;w=1;strata-burst=5\r\n"
+                           "RateLimit: \"default\";r=4;t=1\r\n");
   size_t need = strlen(out);
   char small[128];
   assert_int_equal(ratelimit_headers(rl, &r, small, need), 0);
