@@ -86,7 +86,20 @@ static void on_drain(void *arg) {
 static void on_end(struct upstream_response *r, void *arg) { on_done(UPSTREAM_OK, r, arg); }
 static void on_error(int rc, void *arg) { on_done(rc, NULL, arg); }
 
-static const struct upstream_stream_cbs cbs = {on_head, on_data, on_drain, on_end, on_error};
+/* interim answers: their headers are read (the proxy copies them on) */
+static void on_interim(const struct upstream_response *r, void *arg) {
+  (void)arg;
+  for (unsigned i = 0; i < r->n_headers; i++)
+    if (r->headers[i].value_len)
+      (void)memchr(r->headers[i].value, 0, r->headers[i].value_len);
+}
+
+static const struct upstream_stream_cbs cbs = {.on_head = on_head,
+                                               .on_interim = on_interim,
+                                               .on_data = on_data,
+                                               .on_drain = on_drain,
+                                               .on_end = on_end,
+                                               .on_error = on_error};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
