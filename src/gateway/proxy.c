@@ -1209,6 +1209,7 @@ static int try_cache(struct proxy_call *call, struct http_request *req) {
   respcache_request_init(&call->crq, req->method, req->headers, req->n_headers,
                          call->id && call->id->kind != AUTH_KIND_NONE);
   struct gw_worker *w = call->w;
+  call->crq.epoch = respcache_fetch_epoch(w->cache); /* what it may store is from now on */
   struct respcache_hit hit;
   uint64_t now = uv_now(w->loop);
   switch (respcache_lookup_or_join(w->cache, key, n, &call->crq, now, on_cache_wait, call, &hit)) {
@@ -1230,7 +1231,7 @@ static int try_cache(struct proxy_call *call, struct http_request *req) {
 
 /* ---- Max-Forwards (RFC 9110 7.6.2) -------------------------------------- */
 
-#define MAX_FORWARDS_CAP 255L /* the most this gateway passes on */
+#define MAX_FORWARDS_CAP 255L /* the most this gateway passes on (after its decrement) */
 
 /* The Max-Forwards of an OPTIONS or TRACE request (capped): -1 when there
  * is none or the method is another (the field means nothing there), -2
@@ -1248,10 +1249,11 @@ static long max_forwards(const struct http_request *req) {
   for (size_t i = 0; i < len; i++) {
     if (v[i] < '0' || v[i] > '9')
       return -2;
-    if (n <= MAX_FORWARDS_CAP)
+    if (n <= MAX_FORWARDS_CAP + 1)
       n = n * 10 + (v[i] - '0');
   }
-  return n > MAX_FORWARDS_CAP ? MAX_FORWARDS_CAP : n;
+  /* RFC 9110 7.6.2: the lesser of the value less one and our maximum */
+  return n > MAX_FORWARDS_CAP + 1 ? MAX_FORWARDS_CAP + 1 : n;
 }
 
 /* Fields a TRACE echo leaves out: credentials (RFC 9110 9.3.8). */

@@ -558,6 +558,8 @@ static uint64_t epoch_of(const struct respcache *c, const char *key, size_t len)
                        : 0;
 }
 
+uint64_t respcache_fetch_epoch(const struct respcache *c) { return c ? epoch_now(c) : 0; }
+
 static void epoch_invalidate(struct respcache *c, const char *key, size_t len) {
   if (!c->lim.shared)
     return;
@@ -847,7 +849,7 @@ enum respcache_result respcache_lookup_or_join(struct respcache *c, const char *
     return RESPCACHE_FETCH;
   memset(f, 0, sizeof *f);
   f->hash = hash;
-  f->epoch = epoch_now(c);
+  f->epoch = rq->epoch;
   f->deadline = now_ms + c->lim.flight_timeout_ms;
   f->key_len = key_len;
   memcpy(f->key, key, key_len);
@@ -912,8 +914,9 @@ int respcache_store(struct respcache *c, const char *key, size_t key_len,
   uint64_t hash = hash_key(c->seed, key, key_len);
   struct flight *f = find_flight(c, key, key_len, hash);
   /* a response fetched before an invalidation here or in another worker
-   * may show what the unsafe request changed: not kept */
-  uint64_t epoch = f ? f->epoch : epoch_now(c);
+   * may show what the unsafe request changed: not kept. Its fetch began
+   * at rq->epoch (or earlier: the flight it may have joined) */
+  uint64_t epoch = f && f->epoch < rq->epoch ? f->epoch : rq->epoch;
   if ((f && f->invalidated) || epoch < epoch_of(c, key, key_len))
     return 0;
 

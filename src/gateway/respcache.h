@@ -154,7 +154,13 @@ struct respcache_request {
   unsigned n_headers;
   unsigned flags;      /* enum respcache_req_flags */
   uint64_t max_age_ms; /* RESPCACHE_REQ_MAX_AGE: oldest response acceptable */
+  uint64_t epoch;      /* respcache_fetch_epoch() before its lookup (0 from init) */
 };
+
+/* The number a fetch beginning now carries (set rq->epoch to it before the
+ * lookup): its response is stored only if no invalidation of its key came
+ * after it, here or in a cache sharing limits.shared. 0 without sharing. */
+uint64_t respcache_fetch_epoch(const struct respcache *c);
 
 /* The access log's cache status of a request. */
 enum respcache_status {

@@ -1127,9 +1127,14 @@ static void test_invalidations_shared_between_caches(void **state) {
   /* b's fetch began before the PUT: what it got may predate it */
   assert_int_equal(store_at(b, SLOW, &rq, 200, h, 1, "old", T0 + 2), 0);
   respcache_flight_done(b, SLOW, sizeof SLOW - 1, T0 + 2);
+  /* a fetch with no flight (credentials, no-cache, a conditional request)
+   * that began before the PUT stores nothing either */
+  assert_int_equal(store_at(b, KEY, &rq, 200, h, 1, "b-old", T0 + 2), 0);
   /* fetched after it: kept and served */
-  assert_int_equal(store_at(b, KEY, &rq, 200, h, 1, "b2", T0 + 3), 1);
-  assert_int_equal(lookup(b, KEY, &rq, T0 + 4, &hit), RESPCACHE_HIT);
+  struct respcache_request later = request(NULL, 0);
+  later.epoch = respcache_fetch_epoch(b);
+  assert_int_equal(store_at(b, KEY, &later, 200, h, 1, "b2", T0 + 3), 1);
+  assert_int_equal(lookup(b, KEY, &later, T0 + 4, &hit), RESPCACHE_HIT);
   assert_memory_equal(hit.body, "b2", 2);
   respcache_free(a);
   respcache_free(b);
