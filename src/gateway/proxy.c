@@ -158,6 +158,14 @@ static int in_list(const struct http_header *h, const struct name *list) {
   return 0;
 }
 
+/* "Name: value\r\n" */
+static void put_field(struct strbuf *sb, const struct http_header *h) {
+  strbuf_append(sb, h->name, h->name_len);
+  strbuf_puts(sb, ": ");
+  strbuf_append(sb, h->value, h->value_len);
+  strbuf_puts(sb, "\r\n");
+}
+
 /* Hop-by-hop (RFC 9110 7.6.1) and what the proxy itself sets or recomputes. */
 static int never_forwarded(const struct http_header *h, int request) {
   static const struct name hop[] = {NAME("connection"), NAME("keep-alive"),
@@ -308,10 +316,7 @@ static int build_request(struct proxy_call *call, const char *body, size_t body_
       continue;
     if (call->max_forwards >= 0 && name_is(h, "max-forwards"))
       continue; /* one hop spent: the decremented count follows */
-    strbuf_append(&sb, h->name, h->name_len);
-    strbuf_puts(&sb, ": ");
-    strbuf_append(&sb, h->value, h->value_len);
-    strbuf_puts(&sb, "\r\n");
+    put_field(&sb, h);
   }
   if (!host) { /* HTTP/1.0 without Host: name the upstream */
     strbuf_puts(&sb, "Host: ");
@@ -817,10 +822,7 @@ static void on_up_interim(const struct upstream_response *r, void *arg) {
     const struct http_header *h = &r->headers[i];
     if (never_forwarded(h, 0))
       continue;
-    strbuf_append(&sb, h->name, h->name_len);
-    strbuf_puts(&sb, ": ");
-    strbuf_append(&sb, h->value, h->value_len);
-    strbuf_puts(&sb, "\r\n");
+    put_field(&sb, h);
   }
   if (!sb.failed)
     http_send_interim(call->ex, r->status, sb.data ? sb.data : "", sb.len);
@@ -1280,10 +1282,7 @@ static void answer_last_hop(struct http_exchange *ex, const struct http_request 
     const struct http_header *h = &req->headers[i];
     if (secret_field(h))
       continue;
-    strbuf_append(&sb, h->name, h->name_len);
-    strbuf_puts(&sb, ": ");
-    strbuf_append(&sb, h->value, h->value_len);
-    strbuf_puts(&sb, "\r\n");
+    put_field(&sb, h);
   }
   strbuf_puts(&sb, "\r\n");
   if (sb.failed)
