@@ -20,6 +20,12 @@
 #   haproxy  haproxy -db (a child of this script), nbthread 1, mode http,
 #            option http-keep-alive, http-reuse always, balance roundrobin,
 #            HTTP checks of /health/ready every 1 s (as strata's), no log.
+#   Both peers forward the client as a usual reverse-proxy setup does and as
+#   strata always does: the client's Host kept, X-Forwarded-For appended to,
+#   X-Forwarded-Proto and X-Forwarded-Host set (nginx: proxy_set_header;
+#   HAProxy: option forwardfor, http-request set-header). PEER_HEADERS=bare
+#   drops that (the comparison of the runs before 2026-11-28). Strata sends
+#   more still (Forwarded, Via, X-Request-Id, traceparent, its deadline).
 # First a sanity pass: with upstreams that tag their answers (X-Upstream:
 # PORT, for this check only) each proxy must answer 200 from both upstreams;
 # one response of each is printed.
@@ -38,7 +44,7 @@
 #
 # The results replace the block between the gateway markers in
 # docs/benchmarks.md. Knobs: ROUNDS=7 DURATION=8s CONNS_LIST="50 200"
-# N1=2000 N2=12000 PROXY_PATH=/ NGINX_KEEPALIVE=64, ports SPORT=18521
+# N1=2000 N2=12000 PROXY_PATH=/ NGINX_KEEPALIVE=64 PEER_HEADERS=forwarding, ports SPORT=18521
 # NPORT=18522 HPORT=18523 UPORT1=18524 UPORT2=18525 (callgrind: SPORT+10).
 # At the defaults it takes about 7 minutes (6.3 of them wrk).
 set -euo pipefail
@@ -82,7 +88,13 @@ for who in "${PROXIES[@]}"; do
   port=$(port_of "$who")
   "$(start_fn "$who")" "$port" taskset -c 0; up "$port"
   echo "-- $who on :$port"
-  curl -si --max-time 5 "http://127.0.0.1:$port$PROXY_PATH"; echo
+  answer=$(curl -si --max-time 5 "http://127.0.0.1:$port$PROXY_PATH" | tr -d '\r')
+  printf '%s\n\n' "$answer"
+  # every proxy tells the upstream about the client (PEER_HEADERS=bare: the peers do not)
+  if [ "$who" = strata ] || [ "${PEER_HEADERS:-forwarding}" = forwarding ]; then
+    grep -qi '^x-upstream-saw: xff=127.0.0.1 proto=http fhost=127.0.0.1:' <<<"$answer" ||
+      { echo "bench: $who does not send X-Forwarded-For/-Proto/-Host upstream" >&2; exit 1; }
+  fi
   seen="" bad=0
   for _ in 1 2 3 4 5 6; do
     read -r code tag < <(curl -s -o /dev/null --max-time 5 -w '%{http_code} %header{x-upstream}\n' "http://127.0.0.1:$port$PROXY_PATH" || echo "000 -")
@@ -190,7 +202,8 @@ Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($cpu_model), $(./bin/str
 wrk -t1 -cN -d$DURATION --latency on \`$PROXY_PATH\`, $ROUNDS alternating rounds (strata, nginx, haproxy; each round starts one further along) at each N, each proxy started fresh, warmed 1 s and pinned to CPU 0 with one worker/thread;
 wrk and the two upstream nginx instances on CPU 1. Proxy CPU = the proxy's user+system time over the wrk run (100% = CPU 0 saturated);
 upstream connections closed = new TIME-WAIT sockets towards the upstreams during the run (the proxy closed them: its pool kept fewer idle connections than it had requests in flight).
-Command: \`bench/gateway.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION CONNS_LIST="$CONNS_LIST" N1=$N1 N2=$N2 PROXY_PATH=$PROXY_PATH NGINX_KEEPALIVE=$NGINX_KEEPALIVE).
+$(if [ "${PEER_HEADERS:-forwarding}" = forwarding ]; then echo "nginx and HAProxy forward the client as strata does (Host kept, X-Forwarded-For appended to, X-Forwarded-Proto and X-Forwarded-Host set); strata also sends Forwarded, Via, X-Request-Id, traceparent and its deadline field."; else echo "PEER_HEADERS=bare: nginx and HAProxy send the upstream no forwarding fields (nginx sends Host: pool); strata sends X-Forwarded-*, Forwarded, Via, X-Request-Id, traceparent and its deadline field."; fi)
+Command: \`bench/gateway.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION CONNS_LIST="$CONNS_LIST" N1=$N1 N2=$N2 PROXY_PATH=$PROXY_PATH NGINX_KEEPALIVE=$NGINX_KEEPALIVE PEER_HEADERS=${PEER_HEADERS:-forwarding}).
 
 | round | connections | proxy | requests/s | p50 (us) | p99 (us) | proxy CPU | upstream connections closed (% of requests) |
 |---|---|---|---|---|---|---|---|

@@ -230,7 +230,9 @@ start_upstream() { # port [wrapper...]
   local port=$1; shift
   local body=${BODY:-'{"status":"up"}'} tag=""
   case $body in *"'"* | *'\'* | *'$'*) echo "bench: nginx body must not contain ' \\ or \$" >&2; return 1 ;; esac
-  [ -n "${UPSTREAM_TAG:-}" ] && tag="add_header X-Upstream $port always;"
+  # the tag also echoes the forwarding fields the proxy sent, so the sanity
+  # pass shows that every proxy does the same header work
+  [ -n "${UPSTREAM_TAG:-}" ] && tag="add_header X-Upstream $port always; add_header X-Upstream-Saw 'xff=\$http_x_forwarded_for proto=\$http_x_forwarded_proto fhost=\$http_x_forwarded_host rid=\$http_x_request_id' always;"
   nginx_dir_conf "$work/upstream.$port" \
     "server { listen 127.0.0.1:$port; location / { default_type application/json; $tag return 200 '$body'; } }"
   start_nginx_dir "$work/upstream.$port" "$@"
@@ -249,27 +251,41 @@ start_gateway() { # port [wrapper...] [-- gateway arg...]
   pid=$!; pids+=("$pid")
 }
 
+# PEER_HEADERS says what nginx and HAProxy tell the upstream about the
+# client, as strata always does: "forwarding" (the default) is the usual
+# reverse-proxy setup, the client's Host passed on and X-Forwarded-For
+# (appended to), X-Forwarded-Proto and X-Forwarded-Host set; "bare" sets
+# none of them (nginx then sends Host: pool). Neither peer is asked for what
+# strata adds beyond that (Forwarded, Via, X-Request-Id, traceparent, the
+# deadline field), so the peers still send fewer bytes upstream.
+peer_headers() { case ${PEER_HEADERS:-forwarding} in forwarding | bare) ;; *) echo "bench: PEER_HEADERS is forwarding or bare, not $PEER_HEADERS" >&2; return 1 ;; esac; }
+
 # nginx as a reverse proxy over UPSTREAMS: one worker, round robin, an
 # upstream keep-alive cache of NGINX_KEEPALIVE (default 64) idle connections
 # that serve up to 1000000 requests each, HTTP/1.1 upstream with Connection
-# cleared, access log off.
+# cleared, access log off; PEER_HEADERS as above.
 start_nginx_proxy() { # port [wrapper...]
   local port=$1; shift
-  local servers="" u
+  local servers="" u fwd=""
+  peer_headers || return 1
   for u in $UPSTREAMS; do servers+="server $u; "; done
+  [ "${PEER_HEADERS:-forwarding}" = forwarding ] &&
+    fwd='proxy_set_header Host $http_host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $http_host;'
   nginx_dir_conf "$work/nginx-proxy.$port" \
     "upstream pool { $servers keepalive ${NGINX_KEEPALIVE:-64}; keepalive_requests 1000000; }" \
-    "server { listen 127.0.0.1:$port; location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+    "server { listen 127.0.0.1:$port; location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection \"\"; $fwd } }"
   start_nginx_dir "$work/nginx-proxy.$port" "$@"
 }
 
 # HAProxy as a reverse proxy over UPSTREAMS, in the foreground (-db): one
 # thread, mode http, keep-alive both ways, http-reuse always, round robin,
 # HTTP health checks of /health/ready every second (as the gateway's), no
-# logging. Errors and warnings go to $work/haproxy.$port/haproxy.err.
+# logging; PEER_HEADERS as for nginx.
+# Errors and warnings go to $work/haproxy.$port/haproxy.err.
 start_haproxy() { # port [wrapper...]
   local port=$1; shift
   local dir=$work/haproxy.$port u i=0
+  peer_headers || return 1
   mkdir -p "$dir"
   {
     cat <<CFG
@@ -287,6 +303,12 @@ defaults
 frontend fe
   bind 127.0.0.1:$port
   default_backend pool
+$([ "${PEER_HEADERS:-forwarding}" = forwarding ] && cat <<'FWD'
+  option forwardfor
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+FWD
+)
 backend pool
   balance roundrobin
   option httpchk GET /health/ready
