@@ -1265,10 +1265,30 @@ static int secret_field(const struct http_header *h) {
   return in_list(h, secret) || identity_is_reserved_header(h->name, h->name_len);
 }
 
+/* Allow for an OPTIONS the gateway answers: the methods some route takes
+ * for this host and path (RFC 9110 9.3.7 says the answer SHOULD list them). */
+static void add_allow(struct http_exchange *ex, const struct gw_settings *s,
+                      const struct http_request *req) {
+  static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+                                        "TRACE"};
+  size_t host_len = 0;
+  const char *host = http_header_get(req, "host", &host_len);
+  char allow[64] = "";
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+    if (gw_route_match(s, host, host_len, methods[i], req->path, req->path_len) >= 0) {
+      if (allow[0])
+        strcat(allow, ", ");
+      strcat(allow, methods[i]);
+    }
+  http_add_header(ex, "Allow", allow);
+}
+
 /* Max-Forwards: 0 — the gateway is the final recipient: TRACE gets its
- * request back as message/http, OPTIONS an empty 200. */
-static void answer_last_hop(struct http_exchange *ex, const struct http_request *req) {
+ * request back as message/http, OPTIONS an empty 200 with Allow. */
+static void answer_last_hop(struct http_exchange *ex, const struct gw_settings *s,
+                            const struct http_request *req) {
   if (strcmp(req->method, "OPTIONS") == 0) {
+    add_allow(ex, s, req);
     http_respond(ex, 200, NULL, NULL, 0);
     return;
   }
@@ -1309,7 +1329,7 @@ void gw_proxy(struct http_exchange *ex, struct gw_state *st, unsigned route,
     return;
   }
   if (call->max_forwards == 0) {
-    answer_last_hop(ex, req);
+    answer_last_hop(ex, &st->conf->s, req);
     return;
   }
   call->ex = ex;

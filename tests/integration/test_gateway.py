@@ -536,6 +536,8 @@ class MaxForwards(OneUpstreamCase):
         r = exchange(self.gw.port, req("OPTIONS", "/mf/options0", "Max-Forwards: 0"))
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.get("content-length"), "0")
+        # the catch-all route takes every method
+        self.assertEqual(r.get("allow"), "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE")
         self.assertEqual(self.upstream_saw("/mf/options0"), [])
 
     def test_count_above_zero_goes_on_less_one(self):

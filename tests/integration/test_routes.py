@@ -83,6 +83,8 @@ gateway:
   routes:
     - match: {{prefix: /api/users}}
       pool: users
+    - match: {{prefix: /ro, methods: [GET, OPTIONS]}}
+      pool: users
     - match: {{prefix: /api/orders, methods: [POST]}}
       pool: legacy
     - match: {{prefix: /api/orders}}
@@ -107,6 +109,15 @@ gateway:
 
     def last(self, fake):
         return fake.recorded[-1]
+
+    def test_options_answered_at_max_forwards_zero_lists_the_routes_methods(self):
+        # RFC 9110 9.3.7: the answer to OPTIONS SHOULD say what the target allows
+        r = exchange(self.gw.port, req("OPTIONS", "/ro/x", "Max-Forwards: 0"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.get("allow"), "GET, HEAD, OPTIONS")
+        r = exchange(self.gw.port, req("OPTIONS", "/api/orders/1", "Max-Forwards: 0"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.get("allow"), "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE")
 
     def test_prefix_routes_to_its_pool(self):
         r = self.get(self.gw, "/api/users/42?x=1")
