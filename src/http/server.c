@@ -165,10 +165,28 @@ struct http_server *http_server_new_unbound(const struct strata_config *cfg,
   return s;
 }
 
+/* A server that never ran (its caller's start failed): a stop signal held
+ * back meanwhile is taken here, not released to kill the process by the
+ * default action while it cleans up and reports its own failure. */
+static void drop_held_stop_signals(struct http_server *s) {
+  if (!s->holding_stop_signals)
+    return;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  const struct timespec now = {0, 0};
+  int sig;
+  while ((sig = sigtimedwait(&set, NULL, &now)) > 0)
+    log_event(LOG_INFO, "stop_signal", NULL, "%s before the server ran: exiting",
+              sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  hold_stop_signals(s, 0);
+}
+
 void http_server_free(struct http_server *s) {
   if (!s)
     return;
-  hold_stop_signals(s, 0);
+  drop_held_stop_signals(s);
   for (unsigned i = 0; s->workers && i < s->n_workers; i++)
     if (s->workers[i].listen_fd >= 0)
       close(s->workers[i].listen_fd);
