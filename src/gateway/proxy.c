@@ -515,12 +515,20 @@ static void invalidate(struct proxy_call *call) {
 }
 
 /* The upstream's response headers that cross to the client. */
+/* A field of an upstream answer (interim or final) the client does not get:
+ * hop-by-hop, ours, or named by the answer's Connection (RFC 9110 7.6.1).
+ * conn: has_connection() of the answer. */
+static int kept_from_client(const struct upstream_response *r, int conn,
+                            const struct http_header *h) {
+  return never_forwarded(h, 0) || (conn && listed_in_connection(r->headers, r->n_headers, h));
+}
+
 static void relay_headers(struct proxy_call *call, const struct upstream_response *r) {
   struct http_exchange *ex = call->ex;
   int conn = has_connection(r->headers, r->n_headers);
   for (unsigned i = 0; i < r->n_headers; i++) {
     const struct http_header *h = &r->headers[i];
-    if (never_forwarded(h, 0) || (conn && listed_in_connection(r->headers, r->n_headers, h)))
+    if (kept_from_client(r, conn, h))
       continue;
     http_add_header_n(ex, h->name, h->name_len, h->value, h->value_len);
   }
@@ -818,11 +826,11 @@ static void on_up_interim(const struct upstream_response *r, void *arg) {
     return;
   struct strbuf sb;
   strbuf_init(&sb, 0);
+  int conn = has_connection(r->headers, r->n_headers);
   for (unsigned i = 0; i < r->n_headers; i++) {
     const struct http_header *h = &r->headers[i];
-    if (never_forwarded(h, 0))
-      continue;
-    put_field(&sb, h);
+    if (!kept_from_client(r, conn, h))
+      put_field(&sb, h);
   }
   if (!sb.failed)
     http_send_interim(call->ex, r->status, sb.data ? sb.data : "", sb.len);

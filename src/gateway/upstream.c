@@ -93,6 +93,7 @@ struct upstream_call {
   size_t field_len, value_len;
   int value_spans;   /* on_header_value calls for the current value */
   int chunked_seen;  /* a Transfer-Encoding named chunked */
+  int interim_close; /* an interim answer said Connection: close */
   size_t head_bytes; /* of the header section being read */
   size_t body_cap;
   int complete;
@@ -228,7 +229,8 @@ static void finish(struct upstream_call *call, int rc) {
   if (c) {
     c->call = NULL;
     uv_timer_stop(&c->timer);
-    int reusable = rc == UPSTREAM_OK && llhttp_should_keep_alive(&c->parser) && !h->freeing &&
+    int reusable = rc == UPSTREAM_OK && llhttp_should_keep_alive(&c->parser) &&
+                   !call->interim_close && !h->freeing &&
                    h->n_idle < h->max_idle && c->state == UC_WAITING &&
                    (!call->body_follows || call->req_done) && !writeq_queued(&c->wq);
     if (reusable) {
@@ -376,9 +378,18 @@ static int on_headers_complete(llhttp_t *p) {
     else if (!uv_is_active((uv_handle_t *)&c->timer))
       arm(c, call->timeout_ms); /* a whole answer: the try's timeout again */
   }
+  /* An interim answer ends at its empty line, whatever its fields say
+   * (RFC 9112 6.3, rule 1). Its Connection: close must not end the parse
+   * before the final answer; the connection is closed after that one. */
+  if (p->status_code < 200) {
+    if (p->flags & F_CONNECTION_CLOSE)
+      call->interim_close = 1; /* honoured once the final answer is in */
+    p->flags &= ~(unsigned)(F_CONNECTION_CLOSE | F_CONNECTION_KEEP_ALIVE);
+    return 1;
+  }
   /* The answer to a HEAD, and a 204 or 304, has headers only, whatever
    * they announce (RFC 9112 6.3: a 304 may carry its GET's length). */
-  if ((call->head && p->status_code >= 200) || p->status_code == 204 || p->status_code == 304)
+  if (call->head || p->status_code == 204 || p->status_code == 304)
     return 1;
   if (call->mode == UPSTREAM_BODY_BUFFER && call->resp.has_content_length &&
       p->content_length > call->max_body)

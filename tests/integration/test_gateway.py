@@ -752,6 +752,30 @@ class InterimAnswers(OneUpstreamCase):
         self.assertNotIn(b"100 Continue", got, "the upstream's 100 is the gateway's own business")
         self.assertTrue(got.endswith(b"\r\n\r\nfinal"), got)
 
+    def test_an_interim_answer_ends_at_its_empty_line(self):
+        # RFC 9112 6.3 rule 1: whatever its fields say (a Connection: close,
+        # a length, chunked), the final answer follows it on the connection
+        for fields in (b"Connection: close\r\n", b"Content-Length: 5\r\n",
+                       b"Transfer-Encoding: chunked\r\n"):
+            with self.subTest(fields=fields):
+                self.fake.set("raw", hold_s=0.05, data=b"HTTP/1.1 103 Early Hints\r\n" + fields +
+                              b"Link: </a.css>; rel=preload\r\n\r\n"
+                              b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+                got = self.read_all(req("GET", "/hints-framing"))
+                hints, final = got.split(b"\r\n\r\n", 1)
+                self.assertEqual(hints, b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload", got)
+                self.assertTrue(final.startswith(b"HTTP/1.1 200 OK\r\n"), got)
+                self.assertTrue(final.endswith(b"\r\n\r\nfinal"), got)
+
+    def test_fields_its_connection_names_stay_behind(self):
+        # RFC 9110 7.6.1, as for a final answer
+        self.fake.set("raw", hold_s=0.05, data=b"HTTP/1.1 103 Early Hints\r\nConnection: X-Secret\r\n"
+                      b"X-Secret: s\r\nKeep-Alive: 5\r\nLink: </a.css>\r\n\r\n"
+                      b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+        got = self.read_all(req("GET", "/hints-named"))
+        self.assertTrue(got.startswith(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"), got)
+        self.assertNotIn(b"X-Secret", got)
+
     def test_none_for_an_http10_client(self):
         self.fake.set("raw", data=self.HINTS, hold_s=0.05)
         got = self.read_all(req("GET", "/hints10", version="HTTP/1.0"))
