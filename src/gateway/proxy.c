@@ -583,6 +583,7 @@ static void relay(struct proxy_call *call, struct upstream_response *r) {
         (unavailable && answer_static(call)))) {
     log_cache(call);
     log_streamed(call);
+    http_set_reason(ex, r->reason, r->reason_len);
     http_respond(ex, r->status, NULL, r->body, r->body_len);
   }
   gw_state_leave(w, st); /* call lived in the exchange's arena: not used past here */
@@ -849,6 +850,7 @@ static int on_up_head(struct upstream_response *r, void *arg) {
   call->upstream_us += call->head_ns / 1000;
   call->headers_mark = http_headers_mark(call->ex);
   relay_headers(call, r);
+  http_set_reason(call->ex, r->reason, r->reason_len);
   http_stream_start(call->ex, r->status, NULL,
                     r->has_content_length ? (int64_t)r->content_length : -1);
   return UPSTREAM_BODY_STREAM;

@@ -280,6 +280,33 @@ static int count_head(struct upstream_call *call, size_t n) {
   return call->head_bytes > UPSTREAM_MAX_HEAD ? -1 : 0;
 }
 
+/* The reason phrase arrives in spans, like a field name (call->field holds
+ * it until the first field begins). */
+static int on_status(llhttp_t *p, const char *at, size_t n) {
+  struct upstream_call *call = CALL(p);
+  return call && count_head(call, n) == 0 &&
+                 grow_append(call->a, &call->field, &call->field_len, at, n) == 0
+             ? 0
+             : -1;
+}
+
+static int on_status_complete(llhttp_t *p) {
+  struct upstream_call *call = CALL(p);
+  if (!call)
+    return -1;
+  /* RFC 9112 4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ) */
+  for (size_t i = 0; i < call->field_len; i++) {
+    unsigned char ch = (unsigned char)call->field[i];
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+      return -1;
+  }
+  call->resp.reason = call->field ? call->field : "";
+  call->resp.reason_len = call->field_len;
+  call->field = NULL;
+  call->field_len = 0;
+  return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   struct upstream_call *call = CALL(p);
   return call && count_head(call, n) == 0 &&
@@ -447,6 +474,8 @@ static int on_message_complete(llhttp_t *p) {
 
 static void init_settings(void) {
   llhttp_settings_init(&settings);
+  settings.on_status = on_status;
+  settings.on_status_complete = on_status_complete;
   settings.on_header_field = on_header_field;
   settings.on_header_value = on_header_value;
   settings.on_header_value_complete = on_header_value_complete;

@@ -47,6 +47,8 @@ enum upstream_result {
 
 struct upstream_response {
   int status;
+  const char *reason;          /* the status line's reason phrase, in the caller's arena */
+  size_t reason_len;
   struct http_header *headers; /* in the caller's arena */
   unsigned n_headers;
   const char *body;            /* in the caller's arena */

@@ -147,6 +147,12 @@ static inline void http_respond_json(struct http_exchange *ex, int status, const
 #define HTTP_LENGTH_UNKNOWN UINT64_MAX
 void http_set_head_length(struct http_exchange *ex, uint64_t n);
 
+/* The reason phrase of the status line about to be sent, instead of the
+ * server's own — a proxy relaying its upstream's (RFC 9112 4: only
+ * HTAB, SP, VCHAR and obs-text; the caller checks). reason must live until
+ * the response head is out (the exchange's arena does); len 0 sends none. */
+void http_set_reason(struct http_exchange *ex, const char *reason, size_t len);
+
 /* Settings of the server the exchange arrived on (limits, for body checks). */
 const struct http_limits *http_limits_of(struct http_exchange *ex);
 

@@ -57,6 +57,8 @@ struct http_exchange {
   int head;                /* HEAD: send headers only */
   int head_length_set;     /* HEAD: Content-Length of the GET answer is known */
   uint64_t head_length;
+  const char *reason;      /* the status line's reason phrase, NULL: ours */
+  size_t reason_len;
   int expect_continue;
   int host_count;
   int te_seen;             /* a Transfer-Encoding header arrived */

@@ -20,33 +20,60 @@
 #include "http/trysend.h"
 #include "observe/log.h"
 
+/* The IANA HTTP status code registry's names; none for a code it lacks
+ * (the reason phrase may be empty, RFC 9112 4). */
 static const char *reason_phrase(int status) {
   switch (status) {
   case 100: return "Continue";
+  case 101: return "Switching Protocols";
   case 102: return "Processing";
   case 103: return "Early Hints";
   case 200: return "OK";
   case 201: return "Created";
   case 202: return "Accepted";
+  case 203: return "Non-Authoritative Information";
   case 204: return "No Content";
+  case 205: return "Reset Content";
+  case 206: return "Partial Content";
+  case 207: return "Multi-Status";
+  case 208: return "Already Reported";
+  case 226: return "IM Used";
+  case 300: return "Multiple Choices";
   case 301: return "Moved Permanently";
   case 302: return "Found";
+  case 303: return "See Other";
   case 304: return "Not Modified";
+  case 305: return "Use Proxy";
+  case 307: return "Temporary Redirect";
+  case 308: return "Permanent Redirect";
   case 400: return "Bad Request";
   case 401: return "Unauthorized";
+  case 402: return "Payment Required";
   case 403: return "Forbidden";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
+  case 406: return "Not Acceptable";
+  case 407: return "Proxy Authentication Required";
   case 408: return "Request Timeout";
   case 409: return "Conflict";
+  case 410: return "Gone";
   case 411: return "Length Required";
+  case 412: return "Precondition Failed";
   case 413: return "Content Too Large";
   case 414: return "URI Too Long";
   case 415: return "Unsupported Media Type";
+  case 416: return "Range Not Satisfiable";
   case 417: return "Expectation Failed";
+  case 421: return "Misdirected Request";
   case 422: return "Unprocessable Content";
+  case 423: return "Locked";
+  case 424: return "Failed Dependency";
+  case 425: return "Too Early";
+  case 426: return "Upgrade Required";
+  case 428: return "Precondition Required";
   case 429: return "Too Many Requests";
   case 431: return "Request Header Fields Too Large";
+  case 451: return "Unavailable For Legal Reasons";
   case 499: return "Client Closed Request";
   case 500: return "Internal Server Error";
   case 501: return "Not Implemented";
@@ -54,7 +81,11 @@ static const char *reason_phrase(int status) {
   case 503: return "Service Unavailable";
   case 504: return "Gateway Timeout";
   case 505: return "HTTP Version Not Supported";
-  default: return "Status";
+  case 506: return "Variant Also Negotiates";
+  case 507: return "Insufficient Storage";
+  case 508: return "Loop Detected";
+  case 511: return "Network Authentication Required";
+  default: return "";
   }
 }
 
@@ -75,6 +106,10 @@ void *http_worker_data(struct http_exchange *ex) { return ex->conn->w->data; }
 void http_set_head_length(struct http_exchange *ex, uint64_t n) {
   ex->head_length = n;
   ex->head_length_set = 1;
+}
+void http_set_reason(struct http_exchange *ex, const char *reason, size_t len) {
+  ex->reason = reason;
+  ex->reason_len = len;
 }
 uv_loop_t *http_loop(struct http_exchange *ex) { return &ex->conn->w->loop; }
 struct arena *http_arena(struct http_exchange *ex) { return ex->arena; }
@@ -283,12 +318,19 @@ static void write_out(struct conn *c, const char *data, size_t len) {
   conn_list_append(&c->w->body, c, uv_now(&c->w->loop));
 }
 
-static void put_status_line(struct strbuf *sb, int status) {
+/* reason: NULL for the phrase of our table. */
+static void put_status_line(struct strbuf *sb, int status, const char *reason, size_t reason_len) {
   char line[64] = "HTTP/1.1 ";
   line[9] = (char)('0' + status / 100);
   line[10] = (char)('0' + status / 10 % 10);
   line[11] = (char)('0' + status % 10);
   line[12] = ' ';
+  if (reason) {
+    strbuf_append(sb, line, 13);
+    strbuf_append(sb, reason, reason_len);
+    strbuf_append(sb, "\r\n", 2);
+    return;
+  }
   const char *r = reason_phrase(status);
   size_t rl = strlen(r);
   memcpy(line + 13, r, rl);
@@ -360,7 +402,7 @@ static void put_head(struct conn *c, struct strbuf *sb, int status, const char *
                      enum framing framing, uint64_t len) {
   struct worker *w = c->w;
   struct http_exchange *ex = &c->ex;
-  put_status_line(sb, status);
+  put_status_line(sb, status, ex->reason, ex->reason_len);
   strbuf_append(sb, w->date_line, w->date_len);
   if (content_type && !bodyless_status(status)) {
     strbuf_append(sb, "Content-Type: ", 14);
@@ -518,7 +560,7 @@ int http_send_interim(struct http_exchange *ex, int status, const char *fields, 
     return -1;
   struct strbuf *sb = &c->w->out;
   strbuf_clear(sb);
-  put_status_line(sb, status);
+  put_status_line(sb, status, NULL, 0);
   strbuf_append(sb, fields, len);
   strbuf_puts(sb, "\r\n");
   if (sb->failed)
@@ -623,6 +665,7 @@ int http_stream_retract(struct http_exchange *ex, size_t mark) {
   ex->responded = 0;
   ex->stream_resp = 0;
   ex->status = 0;
+  ex->reason = NULL;
   ex->corked = NULL;
   ex->resp_chunked = ex->resp_discard = 0;
   ex->resp_left = -1;

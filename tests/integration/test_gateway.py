@@ -674,6 +674,35 @@ class UpstreamFraming(OneUpstreamCase):
         r = exchange(self.gw.port, req(method, path, *headers), head=method == "HEAD")
         return r, time.monotonic() - t0
 
+    def test_the_upstreams_reason_phrase_is_relayed(self):
+        # as nginx and HAProxy do (RFC 9112 4: the phrase is the server's);
+        # small answers are relayed whole, large ones streamed
+        for status, reason, size in ((200, b"Fine, Thanks", 2), (418, b"I'm a teapot", 2),
+                                     (299, b"", 2), (200, b"Streamed \xe9t\xe9", 300000)):
+            with self.subTest(status=status, reason=reason, size=size):
+                self.fake.set("raw", hold_s=0.05, data=b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\n"
+                              b"Connection: close\r\n\r\n" % (status, reason, size) + b"x" * size)
+                c = Conn(self.gw.port, IO)
+                try:
+                    c.send(req("GET", "/reason"))
+                    deadline = time.monotonic() + IO
+                    while b"\r\n" not in c.buf and c._fill(deadline):
+                        pass
+                    self.assertEqual(c.buf.split(b"\r\n")[0], b"HTTP/1.1 %d %s" % (status, reason))
+                finally:
+                    c.close()
+        # the gateway's own answers keep its phrases
+        self.fake.set("malformed", kind="cl_te")
+        c = Conn(self.gw.port, IO)
+        try:
+            c.send(req("GET", "/reason-own"))
+            deadline = time.monotonic() + IO
+            while b"\r\n" not in c.buf and c._fill(deadline):
+                pass
+            self.assertEqual(c.buf.split(b"\r\n")[0], b"HTTP/1.1 502 Bad Gateway")
+        finally:
+            c.close()
+
     def test_304_and_204_with_content_length_end_at_the_head(self):
         # the upstream keeps the connection open (closing it 3 s later; it
         # says so, so that the gateway does not park it): waiting for a body
