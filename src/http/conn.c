@@ -894,6 +894,11 @@ static int parse_error_status(struct conn *c, llhttp_errno_t e, const char **mes
   }
   *message = llhttp_get_error_reason(&c->parser);
   switch (e) {
+  case HPE_PAUSED_H2_UPGRADE:
+    /* the HTTP/2 connection preface (RFC 9113 3.4): 400, as nginx answers
+     * it on an HTTP/1.1 listener, with words rather than llhttp's */
+    *message = "HTTP/2 is not spoken here: send HTTP/1.1.";
+    return STRATA_EBAD_REQUEST;
   case HPE_INVALID_VERSION:
     /* llhttp also says this for "Expected CRLF after version": then the
      * version read is fine and it is the request line that is malformed. */
