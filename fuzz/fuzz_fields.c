@@ -4,11 +4,13 @@
  * Cache-Control, Vary, Date, Expires, Age and Pragma on both sides.
  *
  * The input is split at newlines into header lines "Name: value" (at most
- * 16); each value also goes through the single-value parsers. */
+ * 16); each value also goes through the single-value parsers, and the
+ * input from each line on through the chunk-size line reducer. */
 #include <stdint.h>
 #include <string.h>
 
 #include "core/httpdate.h"
+#include "http/chunkline.h"
 #include "gateway/respcache.h"
 #include "observe/trace.h"
 #include "resilience/retry.h"
@@ -44,6 +46,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     deadline_parse(v, (size_t)(ve - v), &left);
     trace_parse(v, (size_t)(ve - v), &tc);
     request_id_valid(v, (size_t)(ve - v));
+    char line[CHUNKLINE_OUT_MAX];
+    size_t line_len;
+    chunkline_reduce(p, (size_t)(end - p), line, &line_len);
     p = nl ? nl + 1 : end;
   }
   struct respcache_route route = {0};

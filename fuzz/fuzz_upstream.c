@@ -9,7 +9,9 @@
  * call (upstream_stream) instead of a buffered one, bit 2 the body streamed
  * piece by piece (else kept whole), bit 3 reading paused after each piece
  * and resumed on the next loop turn, bit 4 a chunked request body written
- * after the head (on_drain, then upstream_stream_end). */
+ * after the head (on_drain, then upstream_stream_end), bit 5 the answer
+ * written a byte per loop turn (lines split across reads). The rest of the
+ * input is the answer. */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -147,8 +149,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char sink[4096];
     while (read(peer, sink, sizeof sink) > 0)
       ;
-    if (sent < size) {
-      ssize_t n = write(peer, data + sent, size - sent);
+    if (sent + 1 < size) {
+      size_t want = flags & 32 ? 1 : size - 1 - sent;
+      ssize_t n = write(peer, data + 1 + sent, want);
       if (n > 0)
         sent += (size_t)n;
     } else if (peer >= 0 && i > 50) {

@@ -42,6 +42,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http/chunkline.h"
 #include "http/trysend.h"
 #include "http/writeq.h"
 
@@ -72,6 +73,9 @@ struct upstream_conn {
                  * connection's close is noticed), and every start or stop
                  * costs epoll_ctl calls */
   const char *read_start; /* the buffer llhttp is running over */
+  int at_chunk_line;      /* llhttp paused before a chunk-size line */
+  char *chunk_line;       /* one split across reads (CHUNKLINE_MAX bytes) */
+  size_t chunk_line_len;
   char prev, prev2; /* the last two bytes before this read, for that check */
   int closing_handles;
 };
@@ -152,6 +156,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
     return;
   struct upstream_host *host = c->host;
   writeq_release(&c->wq);
+  free(c->chunk_line);
   free(c);
   host->open_conns--;
   if (host->freeing && host->open_conns == 0)
@@ -236,6 +241,8 @@ static void finish(struct upstream_call *call, int rc) {
     if (reusable) {
       writeq_release(&c->wq);
       llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
+      c->at_chunk_line = 0;
+      c->chunk_line_len = 0;
       c->state = UC_IDLE;
       c->next_idle = h->idle;
       h->idle = c;
@@ -421,7 +428,20 @@ static int on_headers_complete(llhttp_t *p) {
   if (call->mode == UPSTREAM_BODY_BUFFER && call->resp.has_content_length &&
       p->content_length > call->max_body)
     return -1;
+  if (p->flags & F_CHUNKED) {
+    c->at_chunk_line = 1; /* feed() reduces the first chunk-size line */
+    return HPE_PAUSED;
+  }
   return 0;
+}
+
+/* A chunk's data is in: the next chunk-size line follows (unless that was
+ * the last chunk, whose trailer section is behind it now). */
+static int on_chunk_complete(llhttp_t *p) {
+  if (p->flags & F_TRAILING)
+    return 0;
+  ((struct upstream_conn *)p->data)->at_chunk_line = 1;
+  return HPE_PAUSED;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {
@@ -481,7 +501,93 @@ static void init_settings(void) {
   settings.on_header_value_complete = on_header_value_complete;
   settings.on_headers_complete = on_headers_complete;
   settings.on_body = on_body;
+  settings.on_chunk_complete = on_chunk_complete;
   settings.on_message_complete = on_message_complete;
+}
+
+enum feed_result { FEED_MORE, FEED_COMPLETE, FEED_TRAILING, FEED_ERROR, FEED_GONE };
+
+static llhttp_errno_t run(struct upstream_conn *c, const char *data, size_t len) {
+  c->read_start = data;
+  return llhttp_execute(&c->parser, data, len);
+}
+
+/* Takes the chunk-size line at *data (from c->chunk_line first) through
+ * chunkline_reduce() into llhttp; *data moves past what was used. Returns
+ * llhttp's result, HPE_OK also when the line waits for the next read (all
+ * of the rest is kept then: *data == end), HPE_USER for a malformed line. */
+static llhttp_errno_t feed_chunk_line(struct upstream_conn *c, const char **data,
+                                      const char *end) {
+  char out[CHUNKLINE_OUT_MAX];
+  size_t out_len = 0;
+  size_t avail = (size_t)(end - *data);
+  if (!c->chunk_line_len) {
+    long used = chunkline_reduce(*data, avail, out, &out_len);
+    if (used > 0) {
+      const char *line = *data;
+      *data += used;
+      c->at_chunk_line = 0;
+      /* as sent when there was nothing to reduce */
+      return (size_t)used == out_len ? run(c, line, out_len) : run(c, out, out_len);
+    }
+    if (used < 0)
+      return HPE_USER;
+    if (!c->chunk_line && !(c->chunk_line = malloc(CHUNKLINE_MAX)))
+      return HPE_USER;
+  }
+  /* the line so far, and as much of this read as may still belong to it */
+  size_t take = CHUNKLINE_MAX - c->chunk_line_len;
+  if (take > avail)
+    take = avail;
+  memcpy(c->chunk_line + c->chunk_line_len, *data, take);
+  size_t had = c->chunk_line_len;
+  long used = chunkline_reduce(c->chunk_line, had + take, out, &out_len);
+  if (used == 0) {
+    c->chunk_line_len = had + take;
+    *data += take;
+    return HPE_OK;
+  }
+  c->chunk_line_len = 0;
+  c->at_chunk_line = 0;
+  if (used < 0)
+    return HPE_USER;
+  *data += (size_t)used - had;
+  return run(c, out, out_len);
+}
+
+/* Runs llhttp over a read, every chunk-size line through feed_chunk_line().
+ * FEED_COMPLETE / FEED_TRAILING: the response is in (with bytes after it);
+ * FEED_MORE: all taken, read on; FEED_GONE: a callback ended the call. */
+static enum feed_result feed(struct upstream_conn *c, struct upstream_call *call,
+                             const char *data, size_t len) {
+  const char *end = data + len;
+  for (;;) {
+    llhttp_errno_t e = HPE_OK;
+    if (c->at_chunk_line)
+      e = feed_chunk_line(c, &data, end);
+    if (e == HPE_OK && !c->at_chunk_line) {
+      if (data == end)
+        return FEED_MORE;
+      e = run(c, data, (size_t)(end - data));
+    }
+    if (c->call != call)
+      return FEED_GONE;
+    if (e == HPE_OK) {
+      if (!c->at_chunk_line || data == end)
+        return FEED_MORE;
+      continue; /* the line waits in c->chunk_line; nothing is left */
+    }
+    if (e != HPE_PAUSED)
+      return FEED_ERROR;
+    if (call->complete)
+      return llhttp_get_error_pos(&c->parser) < end && c->read_start == data ? FEED_TRAILING
+                                                                             : FEED_COMPLETE;
+    /* paused before a chunk-size line */
+    const char *pos = llhttp_get_error_pos(&c->parser);
+    llhttp_resume(&c->parser);
+    if (c->read_start == data)
+      data = pos;
+  }
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -528,18 +634,20 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         return;
       }
     }
-    c->read_start = buf->base;
-    llhttp_errno_t e = llhttp_execute(&c->parser, buf->base, (size_t)nread);
-    if (c->call != call)
-      return; /* cancelled from a callback */
-    int trailing = e == HPE_PAUSED && llhttp_get_error_pos(&c->parser) < buf->base + nread;
-    if (e == HPE_PAUSED && call->complete) {
-      if (trailing)
-        conn_close(c); /* bytes after the response: the connection is not to be trusted */
+    switch (feed(c, call, buf->base, (size_t)nread)) {
+    case FEED_MORE:
+    case FEED_GONE: /* cancelled from a callback */
+      return;
+    case FEED_TRAILING:
+      conn_close(c); /* bytes after the response: the connection is not to be trusted */
+      /* fall through */
+    case FEED_COMPLETE:
       finish(call, UPSTREAM_OK);
-    } else if (e != HPE_OK) {
+      return;
+    case FEED_ERROR:
       conn_close(c);
       finish(call, UPSTREAM_EPROTO);
+      return;
     }
     return;
   }

@@ -528,7 +528,13 @@ class FakeUpstream:
                 if mode == "raw":
                     # these bytes, then close after hold_s (the connection
                     # stays open meanwhile: a reader that waits for more hangs)
-                    conn.sendall(beh["data"])
+                    if beh.get("trickle"):  # a byte a send, 1 ms apart
+                        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        for i in range(len(beh["data"])):
+                            conn.sendall(beh["data"][i:i + 1])
+                            time.sleep(0.001)
+                    else:
+                        conn.sendall(beh["data"])
                     self._stop.wait(beh.get("hold_s", 0.05))
                     conn.shutdown(socket.SHUT_RDWR)
                     return

@@ -1,0 +1,101 @@
+/* Chunk-size lines reduced to "HEX CRLF": see chunkline.h. */
+#include "http/chunkline.h"
+
+#include <string.h>
+
+static int is_hex(unsigned char ch) {
+  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+/* tchar (RFC 9110 5.6.2) */
+static int is_tchar(unsigned char ch) {
+  if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))
+    return 1;
+  return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+static const unsigned char *skip_ws(const unsigned char *p, const unsigned char *end) {
+  while (p < end && (*p == ' ' || *p == '\t'))
+    p++;
+  return p;
+}
+
+static const unsigned char *skip_token(const unsigned char *p, const unsigned char *end) {
+  while (p < end && is_tchar(*p))
+    p++;
+  return p;
+}
+
+/* quoted-string from the opening DQUOTE; NULL when it is not one. */
+static const unsigned char *skip_quoted(const unsigned char *p, const unsigned char *end) {
+  p++;
+  while (p < end) {
+    unsigned char ch = *p;
+    if (ch == '"')
+      return p + 1;
+    if (ch == '\\') {
+      if (p + 1 >= end)
+        return NULL;
+      unsigned char q = p[1];
+      if (q != '\t' && (q < 0x20 || q == 0x7f)) /* HTAB / SP / VCHAR / obs-text */
+        return NULL;
+      p += 2;
+      continue;
+    }
+    if (ch != '\t' && (ch < 0x20 || ch == 0x7f)) /* qdtext */
+      return NULL;
+    p++;
+  }
+  return NULL;
+}
+
+/* Whether [p, end) is a valid chunk-ext. */
+static int valid_extensions(const unsigned char *p, const unsigned char *end) {
+  for (;;) {
+    p = skip_ws(p, end);
+    if (p == end)
+      return 1;
+    if (*p != ';')
+      return 0;
+    p = skip_ws(p + 1, end);
+    const unsigned char *name = p;
+    p = skip_token(p, end);
+    if (p == name)
+      return 0;
+    const unsigned char *q = skip_ws(p, end);
+    if (q < end && *q == '=') {
+      p = skip_ws(q + 1, end);
+      if (p < end && *p == '"') {
+        p = skip_quoted(p, end);
+        if (!p)
+          return 0;
+      } else {
+        const unsigned char *val = p;
+        p = skip_token(p, end);
+        if (p == val)
+          return 0;
+      }
+    }
+  }
+}
+
+long chunkline_reduce(const char *data, size_t len, char *out, size_t *out_len) {
+  const unsigned char *b = (const unsigned char *)data;
+  size_t scan = len < CHUNKLINE_MAX ? len : CHUNKLINE_MAX;
+  const unsigned char *lf = memchr(b, '\n', scan);
+  if (!lf)
+    return len < CHUNKLINE_MAX ? 0 : -1;
+  if (lf == b || lf[-1] != '\r')
+    return -1; /* a bare LF: llhttp refuses it */
+  const unsigned char *end = lf - 1; /* the CR */
+  const unsigned char *p = b;
+  while (p < end && is_hex(*p))
+    p++;
+  size_t digits = (size_t)(p - b);
+  if (digits == 0 || digits > CHUNKLINE_OUT_MAX - 4 || !valid_extensions(p, end))
+    return -1;
+  memcpy(out, b, digits);
+  memcpy(out + digits, "\r\n", 2);
+  *out_len = digits + 2;
+  return (long)(lf + 1 - b);
+}
