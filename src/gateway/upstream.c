@@ -74,8 +74,7 @@ struct upstream_conn {
                  * costs epoll_ctl calls */
   const char *read_start; /* the buffer llhttp is running over */
   int at_chunk_line;      /* llhttp paused before a chunk-size line */
-  char *chunk_line;       /* one split across reads (CHUNKLINE_MAX bytes) */
-  size_t chunk_line_len;
+  struct chunkline_buf chunk_line; /* one split across reads */
   char prev, prev2; /* the last two bytes before this read, for that check */
   int closing_handles;
 };
@@ -156,7 +155,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
     return;
   struct upstream_host *host = c->host;
   writeq_release(&c->wq);
-  free(c->chunk_line);
+  chunkline_buf_free(&c->chunk_line);
   free(c);
   host->open_conns--;
   if (host->freeing && host->open_conns == 0)
@@ -242,7 +241,7 @@ static void finish(struct upstream_call *call, int rc) {
       writeq_release(&c->wq);
       llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
       c->at_chunk_line = 0;
-      c->chunk_line_len = 0;
+      c->chunk_line.len = 0;
       c->state = UC_IDLE;
       c->next_idle = h->idle;
       h->idle = c;
@@ -512,46 +511,18 @@ static llhttp_errno_t run(struct upstream_conn *c, const char *data, size_t len)
   return llhttp_execute(&c->parser, data, len);
 }
 
-/* Takes the chunk-size line at *data (from c->chunk_line first) through
- * chunkline_reduce() into llhttp; *data moves past what was used. Returns
- * llhttp's result, HPE_OK also when the line waits for the next read (all
- * of the rest is kept then: *data == end), HPE_USER for a malformed line. */
+/* Takes the chunk-size line at *data through chunkline_take() into llhttp;
+ * *data moves past what was used. Returns llhttp's result, HPE_OK also when
+ * the line waits for the next read (*data == end then), HPE_USER for a
+ * malformed line. */
 static llhttp_errno_t feed_chunk_line(struct upstream_conn *c, const char **data,
                                       const char *end) {
   char out[CHUNKLINE_OUT_MAX];
-  size_t out_len = 0;
-  size_t avail = (size_t)(end - *data);
-  if (!c->chunk_line_len) {
-    long used = chunkline_reduce(*data, avail, out, &out_len);
-    if (used > 0) {
-      const char *line = *data;
-      *data += used;
-      c->at_chunk_line = 0;
-      /* as sent when there was nothing to reduce */
-      return (size_t)used == out_len ? run(c, line, out_len) : run(c, out, out_len);
-    }
-    if (used < 0)
-      return HPE_USER;
-    if (!c->chunk_line && !(c->chunk_line = malloc(CHUNKLINE_MAX)))
-      return HPE_USER;
-  }
-  /* the line so far, and as much of this read as may still belong to it */
-  size_t take = CHUNKLINE_MAX - c->chunk_line_len;
-  if (take > avail)
-    take = avail;
-  memcpy(c->chunk_line + c->chunk_line_len, *data, take);
-  size_t had = c->chunk_line_len;
-  long used = chunkline_reduce(c->chunk_line, had + take, out, &out_len);
-  if (used == 0) {
-    c->chunk_line_len = had + take;
-    *data += take;
-    return HPE_OK;
-  }
-  c->chunk_line_len = 0;
+  size_t out_len = 0, left = (size_t)(end - *data);
+  int r = chunkline_take(&c->chunk_line, data, &left, out, &out_len);
+  if (r <= 0)
+    return r == 0 ? HPE_OK : HPE_USER;
   c->at_chunk_line = 0;
-  if (used < 0)
-    return HPE_USER;
-  *data += (size_t)used - had;
   return run(c, out, out_len);
 }
 

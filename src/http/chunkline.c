@@ -1,6 +1,7 @@
 /* Chunk-size lines reduced to "HEX CRLF": see chunkline.h. */
 #include "http/chunkline.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int is_hex(unsigned char ch) {
@@ -98,4 +99,44 @@ long chunkline_reduce(const char *data, size_t len, char *out, size_t *out_len) 
   memcpy(out + digits, "\r\n", 2);
   *out_len = digits + 2;
   return (long)(lf + 1 - b);
+}
+
+int chunkline_take(struct chunkline_buf *b, const char **data, size_t *len, char *out,
+                   size_t *out_len) {
+  if (!b->len) {
+    long used = chunkline_reduce(*data, *len, out, out_len);
+    if (used > 0) {
+      *data += used;
+      *len -= (size_t)used;
+      return 1;
+    }
+    if (used < 0)
+      return -1;
+    if (!b->data && !(b->data = malloc(CHUNKLINE_MAX)))
+      return -1;
+  }
+  /* the line so far, and as much of these bytes as may still belong to it */
+  size_t had = b->len, take = CHUNKLINE_MAX - had;
+  if (take > *len)
+    take = *len;
+  memcpy(b->data + had, *data, take);
+  long used = chunkline_reduce(b->data, had + take, out, out_len);
+  if (used == 0) {
+    b->len = had + take;
+    *data += take;
+    *len -= take;
+    return 0;
+  }
+  b->len = 0;
+  if (used < 0)
+    return -1;
+  *data += (size_t)used - had;
+  *len -= (size_t)used - had;
+  return 1;
+}
+
+void chunkline_buf_free(struct chunkline_buf *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = 0;
 }

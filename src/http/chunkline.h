@@ -38,4 +38,22 @@
  *        is malformed. Stricter than llhttp, which takes "5;a=". */
 long chunkline_reduce(const char *data, size_t len, char *out, size_t *out_len);
 
+/* A chunk-size line that may arrive over several reads. */
+struct chunkline_buf {
+  char *data; /* CHUNKLINE_MAX bytes once a line was split; NULL before */
+  size_t len;
+};
+
+/* Takes the bytes at *data (len *len) toward the chunk-size line that
+ * starts where the body parser stopped:
+ *   1   the line is whole and valid: out/out_len as chunkline_reduce(),
+ *       *data and *len moved past it;
+ *   0   all of them taken, the line goes on in the next read;
+ *   -1  malformed (or out of memory): the message is.
+ * The buffer is empty again after 1 or -1. */
+int chunkline_take(struct chunkline_buf *b, const char **data, size_t *len, char *out,
+                   size_t *out_len);
+
+void chunkline_buf_free(struct chunkline_buf *b);
+
 #endif

@@ -82,6 +82,43 @@ static void test_malformed_lines_are_refused(void **state) {
   }
 }
 
+/* A line fed a byte at a time, then in two pieces with the chunk data
+ * after it: the same reduced line, and the data left where it starts. */
+static void test_split_lines_are_kept_until_whole(void **state) {
+  (void)state;
+  const char *msg = "5;a=1;b=2\r\nhello";
+  struct chunkline_buf b = {0};
+  char out[CHUNKLINE_OUT_MAX];
+  size_t out_len = 0;
+  size_t line = strlen("5;a=1;b=2\r\n");
+  for (size_t i = 0; i < line; i++) {
+    const char *p = msg + i;
+    size_t n = 1;
+    int r = chunkline_take(&b, &p, &n, out, &out_len);
+    assert_int_equal(r, i + 1 < line ? 0 : 1);
+    assert_int_equal(n, 0);
+  }
+  assert_int_equal(out_len, 3);
+  assert_memory_equal(out, "5\r\n", 3);
+  assert_int_equal(b.len, 0);
+  const char *p = msg;
+  size_t n = 4;
+  assert_int_equal(chunkline_take(&b, &p, &n, out, &out_len), 0);
+  n = strlen(msg) - 4;
+  assert_int_equal(chunkline_take(&b, &p, &n, out, &out_len), 1);
+  assert_string_equal(p, "hello");
+  assert_int_equal(n, 5);
+  /* a malformed line found only once whole empties the buffer */
+  p = "5;a=";
+  n = 4;
+  assert_int_equal(chunkline_take(&b, &p, &n, out, &out_len), 0);
+  p = "\r\nhello";
+  n = 7;
+  assert_int_equal(chunkline_take(&b, &p, &n, out, &out_len), -1);
+  assert_int_equal(b.len, 0);
+  chunkline_buf_free(&b);
+}
+
 /* What the module is for: llhttp (Debian 12: 8.1, strict) refuses these
  * valid lines as sent and takes them reduced. */
 static int completed;
@@ -130,6 +167,7 @@ int main(void) {
       cmocka_unit_test(test_valid_lines_reduce_to_the_size),
       cmocka_unit_test(test_incomplete_lines_wait),
       cmocka_unit_test(test_malformed_lines_are_refused),
+      cmocka_unit_test(test_split_lines_are_kept_until_whole),
       cmocka_unit_test(test_llhttp_takes_the_reduced_lines),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
