@@ -61,7 +61,8 @@
 enum pause_reason {
   PAUSE_MESSAGE = 0, /* a request is complete */
   PAUSE_HEADERS,     /* the headers are: the handler gets it, its body streams */
-  PAUSE_STOP         /* the handler ended the exchange from on_body */
+  PAUSE_STOP,        /* the handler ended the exchange from on_body */
+  PAUSE_CHUNK        /* a chunk-size line is next: feed() reduces it */
 };
 
 static llhttp_settings_t parser_settings;
@@ -110,6 +111,7 @@ void conn_free(struct conn *c) {
     metrics_in_flight_add(c->w->shard, -1);
   writeq_release(&c->wq);
   arena_free(&c->arena);
+  chunkline_buf_free(&c->chunk_line);
   free(c->pending);
   free(c->wbuf);
   free(c);
@@ -214,6 +216,8 @@ static void exchange_reset(struct conn *c) {
   struct http_exchange *ex = &c->ex;
   writeq_release(&c->wq); /* a streamed answer's buffers: not kept while idle */
   c->pause = 0;
+  c->at_chunk_line = 0;
+  c->chunk_line.len = 0;
   arena_reset(&c->arena);
   memset(ex, 0, offsetof(struct http_exchange, request_id_buf));
   ex->conn = c;
@@ -688,6 +692,7 @@ static int on_headers_complete(llhttp_t *p) {
      * read the body (http_body_start). */
     ex->stream_body = 1;
     c->pause = PAUSE_HEADERS;
+    c->at_chunk_line = chunked;
     return HPE_PAUSED;
   }
   if (ex->expect_continue && has_body && p->http_minor == 1) {
@@ -698,7 +703,22 @@ static int on_headers_complete(llhttp_t *p) {
   c->state = CS_BODY;
   if (has_body)
     conn_list_append(&w->body, c, uv_now(&w->loop));
+  if (chunked) {
+    c->at_chunk_line = 1;
+    c->pause = PAUSE_CHUNK;
+    return HPE_PAUSED;
+  }
   return 0;
+}
+
+/* A chunk's data is in: the next chunk-size line follows, unless that was
+ * the last chunk (its trailer section is behind it now). */
+static int on_chunk_complete(llhttp_t *p) {
+  if (p->flags & F_TRAILING)
+    return 0;
+  CONN(p)->at_chunk_line = 1;
+  CONN(p)->pause = PAUSE_CHUNK;
+  return HPE_PAUSED;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {
@@ -753,6 +773,7 @@ static void init_settings(void) {
   parser_settings.on_header_value_complete = on_header_value_complete;
   parser_settings.on_headers_complete = on_headers_complete;
   parser_settings.on_body = on_body;
+  parser_settings.on_chunk_complete = on_chunk_complete;
   parser_settings.on_message_complete = on_message_complete;
 }
 
@@ -942,9 +963,31 @@ static void feed(struct conn *c, const char *data, size_t len) {
       stop_reading(c);
       return;
     }
+    llhttp_errno_t e;
+    if (c->at_chunk_line) {
+      /* through chunkline.h: llhttp 8.1 refuses valid extensions */
+      char out[CHUNKLINE_OUT_MAX];
+      size_t out_len = 0, before = len;
+      int r = chunkline_take(&c->chunk_line, &data, &len, out, &out_len);
+      c->ex.bytes_in += before - len;
+      if (r == 0)
+        return; /* the line goes on in the next read */
+      if (r > 0) {
+        c->at_chunk_line = 0;
+        c->feed_start = out;
+        c->feed_end = out + out_len;
+        e = llhttp_execute(&c->parser, out, out_len);
+        if (e == HPE_OK)
+          continue;
+      } else {
+        e = HPE_INVALID_CHUNK_SIZE;
+        fail(c, STRATA_EBAD_REQUEST, "Malformed chunk-size line.");
+      }
+      goto failed;
+    }
     c->feed_start = data;
     c->feed_end = data + len;
-    llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+    e = llhttp_execute(&c->parser, data, len);
     if (e == HPE_OK) {
       c->ex.bytes_in += len;
       const char *q = data + len;
@@ -972,12 +1015,15 @@ static void feed(struct conn *c, const char *data, size_t len) {
       llhttp_resume(&c->parser);
       unsigned why = c->pause;
       c->pause = PAUSE_MESSAGE;
+      if (why == PAUSE_CHUNK)
+        continue;
       if (why == PAUSE_HEADERS || (why == PAUSE_MESSAGE && !c->ex.stream_body))
         dispatch(c); /* may answer at once and come back to CS_IDLE */
       else if (why == PAUSE_MESSAGE)
         body_end(c);
       continue;
     }
+  failed:;
     const char *message;
     int err = parse_error_status(c, e, &message);
     c->ex.bytes_in += len;

@@ -9,6 +9,7 @@
 #include "core/arena.h"
 #include "core/config.h"
 #include "core/strbuf.h"
+#include "http/chunkline.h"
 #include "http/http.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -120,6 +121,7 @@ struct conn {
   size_t body_len, body_cap;
   char *url;
   size_t url_len;
+  struct chunkline_buf chunk_line; /* a chunk-size line split across reads */
   char *pending;             /* bytes read but not parsed yet (pipelining) */
   size_t pending_len;
   char *wbuf;                /* the unsent rest of a response */
@@ -133,6 +135,7 @@ struct conn {
   unsigned zombie : 1;       /* closed while a handler held the exchange; freed by its final call */
   unsigned kicked : 1;       /* in the worker's kick list */
   unsigned pause : 2;        /* why a parser callback paused llhttp (enum in conn.c) */
+  unsigned at_chunk_line : 1; /* the body parser stopped before a chunk-size line */
   struct writeq wq;          /* streamed answers and 100 Continue */
   struct conn *kick_next;
   char remote[64];

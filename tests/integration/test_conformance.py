@@ -306,9 +306,19 @@ DEFAULT_CASES = [
                                            body=chunked(("5;name=value;flag", b"hello"),
                                                         ("3;a=b;c=d", b"abc"))), 405, False,
          note="RFC 9112 7.1.1: chunk-ext = *( BWS \";\" BWS chunk-ext-name [ BWS \"=\" BWS "
-              "chunk-ext-val ] ); a recipient MUST ignore unrecognized extensions",
-         known_limitation="llhttp 8.1.0 (Debian 12) rejects a second extension on one chunk "
-                          "line; fixed in later llhttp (nodejs/llhttp#248)"),
+              "chunk-ext-val ] ); a recipient MUST ignore unrecognized extensions. llhttp 8.1 "
+              "(Debian 12) refuses a second one: src/http/chunkline.c reduces the line first"),
+    Case("chunk_extension_whitespace", post("Transfer-Encoding: chunked",
+                                            body=chunked(("5 ; a = 1 ;b", b"hello"))), 405, False,
+         note="BWS around ; and = (RFC 9112 7.1.1)"),
+    Case("chunk_extension_on_last_chunk", post("Transfer-Encoding: chunked",
+                                               body=b"5\r\nhello\r\n0\t;last=1;b\r\n\r\n"), 405, False),
+    Case("chunk_extension_no_name", post("Transfer-Encoding: chunked", body=chunked(("5;", b"hello"))),
+         400, True),
+    Case("chunk_extension_empty_value", post("Transfer-Encoding: chunked",
+                                             body=chunked(("5;a=", b"hello"))), 400, True),
+    Case("chunk_extension_open_quote", post("Transfer-Encoding: chunked",
+                                            body=chunked(('5;a="x', b"hello"))), 400, True),
     Case("chunk_extension_quoted", post("Transfer-Encoding: chunked",
                                         body=chunked(('5;name="a b"', b"hello"))), 405, False),
     Case("chunk_trailers", post("Transfer-Encoding: chunked",

@@ -295,6 +295,31 @@ class Proxying(OneUpstreamCase):
         self.assertNotIn("transfer-encoding", names_lower(rec["headers"]))
         self.assertEqual(values(rec["headers"], "content-length"), ["11"])
 
+    def test_chunk_extensions_in_a_request_are_taken_and_dropped(self):
+        # RFC 9112 7.1.1 (several, whitespace, on the last chunk), buffered
+        # and streamed (over 64 KiB), sent whole and a few bytes a write
+        big = b"b" * 70000
+        for body, want in ((b"5;a=1;b=2\r\nhello\r\n6 ; c = \"d;e\"\r\n world\r\n0;z\r\n\r\n",
+                            b"hello world"),
+                           (b"%x;a=1;b=2\r\n" % len(big) + big + b"\r\n0 ;last=1\r\n\r\n", big)):
+            for pieces in (False, True):
+                with self.subTest(size=len(want), pieces=pieces):
+                    head = req("PUT", "/api/items/ext", "Transfer-Encoding: chunked")
+                    c = Conn(self.gw.port)
+                    try:
+                        if pieces:
+                            c.send(head)
+                            for i in range(0, len(body), 3 if len(body) < 1000 else 4096):
+                                c.send(body[i:i + (3 if len(body) < 1000 else 4096)])
+                                time.sleep(0.001)
+                        else:
+                            c.send(head + body)
+                        r = c.read()
+                    finally:
+                        c.close()
+                    self.assertEqual(r.status, 200, r)
+                    self.assertEqual(self.fake.recorded[-1]["body"], want)
+
     def test_status_codes_relayed(self):
         for st in (201, 400, 404, 409, 429, 500):
             self.fake.set("status", status=st)
