@@ -551,9 +551,6 @@ static enum relay_mode relay_mode(const struct proxy_call *call,
 /* Relays a whole (RELAY_BUFFER) answer, storing it when the route caches. */
 static void relay(struct proxy_call *call, struct upstream_response *r) {
   struct http_exchange *ex = call->ex;
-  relay_headers(call, r);
-  if (call->head)
-    http_set_head_length(ex, r->has_content_length ? r->content_length : HTTP_LENGTH_UNKNOWN);
   log_upstream(call);
   route_outcome(call, r->status < 500);
   struct gw_worker *w = call->w;
@@ -581,6 +578,10 @@ static void relay(struct proxy_call *call, struct upstream_response *r) {
   int unavailable = r->status >= 502 && r->status <= 504;
   if (!(((unavailable || r->status == 500) && answer_stale(call)) ||
         (unavailable && answer_static(call)))) {
+    /* only now: a fallback answers with none of this answer's fields */
+    relay_headers(call, r);
+    if (call->head)
+      http_set_head_length(ex, r->has_content_length ? r->content_length : HTTP_LENGTH_UNKNOWN);
     log_cache(call);
     log_streamed(call);
     http_set_reason(ex, r->reason, r->reason_len);

@@ -305,12 +305,15 @@ gateway:
     def test_route_breaker_and_static_fallback(self):
         k = self.key(self.admin_key)
         self.flaky.set("status", status=503)
+        self.flaky.extra_headers = [("X-From-The-Error", "yes")]
         try:
             bodies = [self.get(self.gw, f"/fallback/{i}", k) for i in range(12)]
             for r in bodies:
                 self.assertEqual(r.status, 200, r)
                 self.assertEqual(r.json(), {"items": [], "degraded": True})
                 self.assertEqual(r.get("x-strata-fallback"), "static")
+                self.assertIsNone(r.get("x-from-the-error"), r)
+                self.assertEqual([n.lower() for n, _ in r.headers].count("content-type"), 1, r)
             reached = self.flaky.proxied
             t = time.monotonic()
             r = self.get(self.gw, "/fallback/more", k)
@@ -324,6 +327,7 @@ gateway:
             self.assertTrue(any("route /fallback/*" in s and "-> open" in s for s in msgs), msgs)
         finally:
             self.flaky.set("ok")
+            self.flaky.extra_headers = []
 
     def test_admin_requires_token(self):
         self.assert_json_error(self.gw.admin(), 401, "unauthorized")
@@ -487,10 +491,15 @@ gateway:
         r1 = self.get(self.gw, "/cached/s")
         time.sleep(1.1)
         self.up.set("status", status=503)
+        # the failed answer's own fields must not ride along on the stale one
+        self.up.extra_headers = [("X-From-The-Error", "yes"), ("Set-Cookie", "err=1")]
         r2 = self.get(self.gw, "/cached/s")
         self.assertEqual(r2.status, 200, r2)
         self.assertEqual(r2.body, r1.body)
         self.assertEqual(r2.get("x-strata-fallback"), "stale")
+        self.assertIsNone(r2.get("x-from-the-error"), r2)
+        self.assertIsNone(r2.get("set-cookie"), r2)
+        self.assertEqual([k.lower() for k, _ in r2.headers].count("content-type"), 1, r2)
         self.assertEqual(self.cache_lines("/cached/s", 2)[-1], "STALE")
         self.up.set("reset")
         r3 = self.get(self.gw, "/cached/s")
