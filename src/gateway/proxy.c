@@ -178,7 +178,9 @@ static int never_forwarded(const struct http_header *h, int request) {
                                          NAME("x-request-id"), NAME("traceparent"),
                                          NAME("expect"), NAME("x-client-id"),
                                          NAME("x-strata-deadline-ms"), {NULL, 0}};
-  static const struct name ours_resp[] = {NAME("date"), NAME("x-request-id"), {NULL, 0}};
+  /* the upstream's Date is relayed (RFC 9110 6.6.1: the origin's time;
+   * HAProxy and Envoy keep it too, nginx replaces it) */
+  static const struct name ours_resp[] = {NAME("x-request-id"), {NULL, 0}};
   if (in_list(h, hop))
     return 1;
   if (request)

@@ -100,7 +100,8 @@ const char *http_param_get(struct http_exchange *ex, const char *name);
 const char *http_query_get(struct http_exchange *ex, const char *name);
 
 /* Adds a response header for the coming response. name and value are copied;
- * CR, LF and NUL are refused (returns -1) so a handler cannot split headers. */
+ * CR, LF and NUL are refused (returns -1) so a handler cannot split headers.
+ * A Date added here replaces the server's own. */
 int http_add_header(struct http_exchange *ex, const char *name, const char *value);
 /* The same with lengths (no NUL needed). */
 int http_add_header_n(struct http_exchange *ex, const char *name, size_t name_len,

@@ -58,6 +58,7 @@ struct http_exchange {
   int head;                /* HEAD: send headers only */
   int head_length_set;     /* HEAD: Content-Length of the GET answer is known */
   uint64_t head_length;
+  int date_set;            /* a handler-added Date: the server adds none */
   const char *reason;      /* the status line's reason phrase, NULL: ours */
   size_t reason_len;
   int expect_continue;

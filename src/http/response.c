@@ -207,6 +207,8 @@ int http_add_header_n(struct http_exchange *ex, const char *name, size_t nl, con
     h->data = p;
     h->cap = cap;
   }
+  if (nl == 4 && strncasecmp(name, "date", 4) == 0)
+    ex->date_set = 1; /* a proxy relays its origin's (RFC 9110 6.6.1) */
   memcpy(h->data + h->len, name, nl);
   h->len += nl;
   memcpy(h->data + h->len, ": ", 2);
@@ -403,7 +405,8 @@ static void put_head(struct conn *c, struct strbuf *sb, int status, const char *
   struct worker *w = c->w;
   struct http_exchange *ex = &c->ex;
   put_status_line(sb, status, ex->reason, ex->reason_len);
-  strbuf_append(sb, w->date_line, w->date_len);
+  if (!ex->date_set)
+    strbuf_append(sb, w->date_line, w->date_len);
   if (content_type && !bodyless_status(status)) {
     strbuf_append(sb, "Content-Type: ", 14);
     strbuf_puts(sb, content_type);
@@ -666,6 +669,7 @@ int http_stream_retract(struct http_exchange *ex, size_t mark) {
   ex->stream_resp = 0;
   ex->status = 0;
   ex->reason = NULL;
+  ex->date_set = 0; /* a relayed Date came after the mark */
   ex->corked = NULL;
   ex->resp_chunked = ex->resp_discard = 0;
   ex->resp_left = -1;

@@ -320,6 +320,20 @@ class Proxying(OneUpstreamCase):
                     self.assertEqual(r.status, 200, r)
                     self.assertEqual(self.fake.recorded[-1]["body"], want)
 
+    def test_the_origins_date_is_relayed(self):
+        # RFC 9110 6.6.1: Date is when the origin made the answer; a proxy
+        # adds one only when it is missing (HAProxy and Envoy do the same)
+        self.fake.extra_headers = [("Date", "Mon, 01 Jan 2024 00:00:00 GMT")]
+        r = self.get(self.gw, "/dated")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([v for k, v in r.headers if k.lower() == "date"],
+                         ["Mon, 01 Jan 2024 00:00:00 GMT"])
+        self.fake.extra_headers = []
+        r = self.get(self.gw, "/undated")
+        dates = [v for k, v in r.headers if k.lower() == "date"]
+        self.assertEqual(len(dates), 1, r)
+        self.assertTrue(dates[0].endswith(" GMT"), dates)
+
     def test_status_codes_relayed(self):
         for st in (201, 400, 404, 409, 429, 500):
             self.fake.set("status", status=st)
