@@ -241,7 +241,7 @@ static void finish(struct upstream_call *call, int rc) {
       writeq_release(&c->wq);
       llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
       c->at_chunk_line = 0;
-      c->chunk_line.len = 0;
+      chunkline_buf_free(&c->chunk_line); /* rarely used: not kept while parked */
       c->state = UC_IDLE;
       c->next_idle = h->idle;
       h->idle = c;
@@ -415,9 +415,11 @@ static int on_headers_complete(llhttp_t *p) {
    * (RFC 9112 6.3, rule 1). Its Connection: close must not end the parse
    * before the final answer; the connection is closed after that one. */
   if (p->status_code < 200) {
-    if (p->flags & F_CONNECTION_CLOSE)
-      call->interim_close = 1; /* honoured once the final answer is in */
-    p->flags &= ~(unsigned)(F_CONNECTION_CLOSE | F_CONNECTION_KEEP_ALIVE);
+    /* what it says of the connection is honoured once the final answer is
+     * in; llhttp must read on to that (an HTTP/1.0 one without keep-alive
+     * would end the parse too) */
+    call->interim_close |= !llhttp_should_keep_alive(p);
+    p->flags = (uint16_t)((p->flags & ~(unsigned)F_CONNECTION_CLOSE) | F_CONNECTION_KEEP_ALIVE);
     return 1;
   }
   /* The answer to a HEAD, and a 204 or 304, has headers only, whatever

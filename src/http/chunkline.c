@@ -50,20 +50,21 @@ static const unsigned char *skip_quoted(const unsigned char *p, const unsigned c
   return NULL;
 }
 
-/* Whether [p, end) is a valid chunk-ext. */
+/* Whether [p, end) is a valid chunk-ext: whitespace only before ";" and
+ * around "=", none at the end of the line. */
 static int valid_extensions(const unsigned char *p, const unsigned char *end) {
   for (;;) {
-    p = skip_ws(p, end);
-    if (p == end)
-      return 1;
-    if (*p != ';')
+    const unsigned char *q = skip_ws(p, end);
+    if (q == end)
+      return q == p;
+    if (*q != ';')
       return 0;
-    p = skip_ws(p + 1, end);
+    p = skip_ws(q + 1, end);
     const unsigned char *name = p;
     p = skip_token(p, end);
     if (p == name)
       return 0;
-    const unsigned char *q = skip_ws(p, end);
+    q = skip_ws(p, end);
     if (q < end && *q == '=') {
       p = skip_ws(q + 1, end);
       if (p < end && *p == '"') {
@@ -103,6 +104,8 @@ long chunkline_reduce(const char *data, size_t len, char *out, size_t *out_len) 
 
 int chunkline_take(struct chunkline_buf *b, const char **data, size_t *len, char *out,
                    size_t *out_len) {
+  if (!*len)
+    return 0; /* nothing yet (a read that ended at a chunk's end) */
   if (!b->len) {
     long used = chunkline_reduce(*data, *len, out, out_len);
     if (used > 0) {

@@ -217,7 +217,7 @@ static void exchange_reset(struct conn *c) {
   writeq_release(&c->wq); /* a streamed answer's buffers: not kept while idle */
   c->pause = 0;
   c->at_chunk_line = 0;
-  c->chunk_line.len = 0;
+  chunkline_buf_free(&c->chunk_line); /* rarely used: not kept while idle */
   arena_reset(&c->arena);
   memset(ex, 0, offsetof(struct http_exchange, request_id_buf));
   ex->conn = c;
@@ -658,7 +658,9 @@ static int on_headers_complete(llhttp_t *p) {
     return fail(c, STRATA_ENOT_IMPLEMENTED, "Only the chunked transfer coding is supported.");
   ex->keep_alive = llhttp_should_keep_alive(p);
   ex->head = p->method == HTTP_HEAD;
-  int chunked = (p->flags & F_CHUNKED) != 0;
+  /* a CONNECT's message ends at its head whatever it says (llhttp reads
+   * no body: what follows would be tunnel bytes) */
+  int chunked = (p->flags & F_CHUNKED) != 0 && p->method != HTTP_CONNECT;
   int has_body = chunked || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
   ex->content_length = chunked ? -1 : (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : 0;
   ex->body_limit = lim->max_body_bytes;
@@ -979,6 +981,7 @@ static void feed(struct conn *c, const char *data, size_t len) {
         e = llhttp_execute(&c->parser, out, out_len);
         if (e == HPE_OK)
           continue;
+        fail(c, STRATA_EBAD_REQUEST, "Malformed chunked body."); /* a size line ends nothing */
       } else {
         e = HPE_INVALID_CHUNK_SIZE;
         fail(c, STRATA_EBAD_REQUEST, "Malformed chunk-size line.");

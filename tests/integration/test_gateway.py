@@ -863,16 +863,17 @@ class InterimAnswers(OneUpstreamCase):
         # RFC 9112 6.3 rule 1: whatever its fields say (a Connection: close,
         # a length, chunked), the final answer follows it on the connection
         for fields in (b"Connection: close\r\n", b"Content-Length: 5\r\n",
-                       b"Transfer-Encoding: chunked\r\n"):
+                       b"Transfer-Encoding: chunked\r\n", b"Connection: keep-alive\r\n", b""):
             with self.subTest(fields=fields):
-                self.fake.set("raw", hold_s=0.05, data=b"HTTP/1.1 103 Early Hints\r\n" + fields +
-                              b"Link: </a.css>; rel=preload\r\n\r\n"
-                              b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
-                got = self.read_all(req("GET", "/hints-framing"))
-                hints, final = got.split(b"\r\n\r\n", 1)
-                self.assertEqual(hints, b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload", got)
-                self.assertTrue(final.startswith(b"HTTP/1.1 200 OK\r\n"), got)
-                self.assertTrue(final.endswith(b"\r\n\r\nfinal"), got)
+                for version in (b"HTTP/1.1", b"HTTP/1.0"):  # 1.0: keep-alive or not
+                    self.fake.set("raw", hold_s=0.05, data=version + b" 103 Early Hints\r\n" + fields +
+                                  b"Link: </a.css>; rel=preload\r\n\r\n"
+                                  b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+                    got = self.read_all(req("GET", "/hints-framing"))
+                    hints, final = got.split(b"\r\n\r\n", 1)
+                    self.assertEqual(hints, b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload", got)
+                    self.assertTrue(final.startswith(b"HTTP/1.1 200 OK\r\n"), got)
+                    self.assertTrue(final.endswith(b"\r\n\r\nfinal"), got)
 
     def test_fields_its_connection_names_stay_behind(self):
         # RFC 9110 7.6.1, as for a final answer

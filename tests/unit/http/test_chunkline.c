@@ -69,6 +69,10 @@ static void test_malformed_lines_are_refused(void **state) {
       "5;a@b\r\n",        /* not a token */
       "5;a=\"x\x01\"\r\n", /* a control character */
       "5;a=1\r\r\n",      /* CR in the line */
+      "5 \r\n",           /* whitespace not followed by ; */
+      "5\t\r\n",
+      "5;a=1 \r\n",
+      "5;a \r\n",
       "5x\r\n",           /* garbage after the size */
       "-5\r\n",
       "0x5\r\n",
