@@ -106,6 +106,7 @@ struct proxy_call {
   int head;
   int safe;
   int safe_method;        /* GET, HEAD, OPTIONS, TRACE: nothing to invalidate */
+  uint64_t retry_after_ms; /* fail()'s 503: when a breaker lets calls through */
   long max_forwards;      /* OPTIONS/TRACE: the hops the client allows further; -1: no limit */
   unsigned attempt;
   int host;
@@ -484,13 +485,16 @@ static int answer_stale(struct proxy_call *call) {
 /* The route's static fallback, when it has one: answers and returns 1. */
 static int answer_static(struct proxy_call *call) {
   const struct route_config *rc = &call->route->rc;
-  if (!rc->fallback_status)
+  /* only a read may be answered in the upstream's stead: a canned 2xx to
+   * a POST would tell the client a write happened that did not */
+  if (!rc->fallback_status || !call->safe_method)
     return 0;
   call->st->route_stats[call->route_index].fallbacks++;
   http_log_str(call->ex, "fallback", "static");
   log_cache(call);
   log_streamed(call);
   http_add_header(call->ex, "X-Strata-Fallback", "static");
+  http_add_header(call->ex, "Cache-Control", "no-store"); /* a stand-in, not the resource */
   http_respond(call->ex, (int)rc->fallback_status,
                rc->fallback_content_type[0] ? rc->fallback_content_type : "application/json",
                rc->fallback_body, strlen(rc->fallback_body));
@@ -539,8 +543,8 @@ static void relay_headers(struct proxy_call *call, const struct upstream_respons
 /* How the answer reaches the client: the one place that decides. */
 static enum relay_mode relay_mode(const struct proxy_call *call,
                                   const struct upstream_response *r) {
-  if (call->head)
-    return RELAY_BUFFER; /* no body; relay() announces the GET's length */
+  if (call->head || r->status == 204 || r->status == 304)
+    return RELAY_BUFFER; /* no body (relay() announces a HEAD's GET length) */
   if ((r->status >= 502 && r->status <= 504) || (r->status == 500 && call->cache_key))
     return RELAY_BUFFER; /* may be retried, or replaced by a stale or static fallback */
   if (r->has_content_length && r->content_length <= REPLAY_MAX)
@@ -607,7 +611,17 @@ static void log_upstream(struct proxy_call *call) {
   http_log_u64(ex, "upstreamUs", call->upstream_us);
 }
 
-/* The gateway could not get an answer: the fallback, or err. */
+static void set_retry_after(struct proxy_call *call, uint64_t ms) {
+  if (!ms)
+    return;
+  char secs[24];
+  snprintf(secs, sizeof secs, "%llu", (unsigned long long)((ms + 999) / 1000));
+  http_add_header(call->ex, "Retry-After", secs);
+}
+
+/* The gateway could not get an answer: the fallback, or err (with
+ * Retry-After when call->retry_after_ms says when a breaker lets calls
+ * through again: the fallback's answer is not that 503). */
 static void fail(struct proxy_call *call, int err, const char *message) {
   log_upstream(call);
   route_outcome(call, 0);
@@ -617,6 +631,7 @@ static void fail(struct proxy_call *call, int err, const char *message) {
   if (!answer_fallback(call)) {
     log_cache(call);
     log_streamed(call);
+    set_retry_after(call, call->retry_after_ms);
     http_respond_error(call->ex, err, message, NULL);
   }
   gw_state_leave(w, st);
@@ -923,14 +938,6 @@ static const struct upstream_stream_cbs upstream_cbs = {
     .on_error = on_up_error,
 };
 
-static void set_retry_after(struct proxy_call *call, uint64_t ms) {
-  if (!ms)
-    return;
-  char secs[24];
-  snprintf(secs, sizeof secs, "%llu", (unsigned long long)((ms + 999) / 1000));
-  http_add_header(call->ex, "Retry-After", secs);
-}
-
 static void try_next(struct proxy_call *call) {
   struct gw_worker *w = call->w;
   uint64_t now = uv_now(w->loop);
@@ -976,7 +983,7 @@ static void try_next(struct proxy_call *call) {
     exclude = h;
   }
   if (host < 0) {
-    set_retry_after(call, retry_after);
+    call->retry_after_ms = retry_after;
     fail(call, STRATA_EUNAVAILABLE, "No upstream host is available.");
     return;
   }
