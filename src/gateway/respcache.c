@@ -375,6 +375,10 @@ void respcache_request_init(struct respcache_request *rq, const char *method,
       rq->max_age_ms = cc.arg[ARG_MAX_AGE] * 1000;
     }
   }
+  if (cc.flags & CC_STALE_IF_ERROR) {
+    rq->flags |= RESPCACHE_REQ_STALE_LIMIT;
+    rq->stale_limit_ms = cc.arg[ARG_STALE_IF_ERROR] * 1000;
+  }
   /* HTTP/1.0's Pragma: no-cache, when Cache-Control does not say otherwise. */
   if (!cc.lines && list_has(headers, n_headers, "pragma", "no-cache", 8))
     rq->flags |= RESPCACHE_REQ_BYPASS;
@@ -863,13 +867,19 @@ enum respcache_result respcache_lookup_or_join(struct respcache *c, const char *
 enum respcache_result respcache_lookup_stale(struct respcache *c, const char *key, size_t key_len,
                                              const struct respcache_request *rq, uint64_t now_ms,
                                              struct respcache_hit *hit) {
-  if (!c || !rq || !hit || !key_ok(key, key_len))
+  if (!c || !rq || !hit || !key_ok(key, key_len) || (rq->flags & RESPCACHE_REQ_BYPASS))
     return RESPCACHE_FETCH;
   struct entry *e = select_entry(c, key, key_len, rq, now_ms, NULL);
   if (!e)
     return RESPCACHE_FETCH;
   uint64_t age;
-  if (entry_state(e, now_ms, &age) == FRESH) {
+  enum state st = entry_state(e, now_ms, &age);
+  if ((rq->flags & RESPCACHE_REQ_MAX_AGE) && age > rq->max_age_ms)
+    return RESPCACHE_FETCH;
+  if (st == STALE && (rq->flags & RESPCACHE_REQ_STALE_LIMIT) &&
+      age - e->lifetime > rq->stale_limit_ms)
+    return RESPCACHE_FETCH;
+  if (st == FRESH) {
     fill_hit(hit, e, age, RESPCACHE_STATUS_HIT);
     c->st.hits++;
   } else {

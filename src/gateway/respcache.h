@@ -143,7 +143,8 @@ enum respcache_req_flags {
   RESPCACHE_REQ_NO_STORE = 1 << 1, /* do not store its response */
   RESPCACHE_REQ_NO_LEAD = 1 << 2,  /* may wait on a fetch, not lead one */
   RESPCACHE_REQ_AUTH = 1 << 3,     /* carries credentials: shared_ok responses only */
-  RESPCACHE_REQ_MAX_AGE = 1 << 4   /* max_age_ms is set (client's max-age) */
+  RESPCACHE_REQ_MAX_AGE = 1 << 4,  /* max_age_ms is set (client's max-age) */
+  RESPCACHE_REQ_STALE_LIMIT = 1 << 5 /* stale_limit_ms is set (client's stale-if-error) */
 };
 
 /* A client request as the cache sees it. headers are borrowed: they must
@@ -154,6 +155,7 @@ struct respcache_request {
   unsigned n_headers;
   unsigned flags;      /* enum respcache_req_flags */
   uint64_t max_age_ms; /* RESPCACHE_REQ_MAX_AGE: oldest response acceptable */
+  uint64_t stale_limit_ms; /* RESPCACHE_REQ_STALE_LIMIT: most staleness acceptable on error */
   uint64_t epoch;      /* respcache_fetch_epoch() before its lookup (0 from init) */
 };
 
@@ -268,9 +270,11 @@ enum respcache_result respcache_lookup_or_join(struct respcache *c, const char *
 /* The lookup after the upstream failed, or with every breaker open: a fresh
  * response (status HIT), else a stale one within its stale-if-error window
  * (status STALE, counted in stale_served). Honours Vary and credentials as
- * above; ignores the client's bypass and max-age (the alternative is an
- * error). Returns RESPCACHE_HIT with *hit filled, or RESPCACHE_FETCH when
- * there is nothing (hit->status untouched). */
+ * above, and the client: nothing for one that asked for no stored answer
+ * (no-cache, no-store, max-age=0, Pragma: no-cache), nothing older than
+ * its max-age, nothing staler than its stale-if-error (RFC 9111 4.2.4,
+ * RFC 5861 4). Returns RESPCACHE_HIT with *hit filled, or RESPCACHE_FETCH
+ * when there is nothing (hit->status untouched). */
 enum respcache_result respcache_lookup_stale(struct respcache *c, const char *key, size_t key_len,
                                              const struct respcache_request *rq, uint64_t now_ms,
                                              struct respcache_hit *hit);

@@ -555,6 +555,37 @@ static void test_stale_if_error_window(void **state) {
   respcache_free(c);
 }
 
+/* The client has a say on the error path too (RFC 9111 4.2.4, RFC 5861 4). */
+static void test_stale_if_error_heeds_the_client(void **state) {
+  (void)state;
+  struct respcache *c = make_default();
+  struct respcache_request rq = request(NULL, 0);
+  struct respcache_hit hit;
+  const struct http_header h[] = {HDR("Cache-Control", "max-age=10, stale-if-error=60")};
+  assert_int_equal(store_at(c, KEY, &rq, 200, h, 1, "old", T0), 1);
+  uint64_t now = T0 + 25000; /* 15 s stale */
+  assert_int_equal(respcache_lookup_stale(c, KEY, KLEN, &rq, now, &hit), RESPCACHE_HIT);
+  static const char *const refuse[] = {"no-cache", "no-store", "max-age=0", "max-age=20",
+                                       "stale-if-error=10", "max-age=0, stale-if-error=100"};
+  for (size_t i = 0; i < sizeof refuse / sizeof refuse[0]; i++) {
+    const struct http_header cc[] = {{"Cache-Control", refuse[i], 13, strlen(refuse[i])}};
+    struct respcache_request r = request(cc, 1);
+    if (respcache_lookup_stale(c, KEY, KLEN, &r, now, &hit) != RESPCACHE_FETCH)
+      fail_msg("stale answer despite Cache-Control: %s", refuse[i]);
+  }
+  const struct http_header pragma[] = {HDR("Pragma", "no-cache")};
+  struct respcache_request rp = request(pragma, 1);
+  assert_int_equal(respcache_lookup_stale(c, KEY, KLEN, &rp, now, &hit), RESPCACHE_FETCH);
+  static const char *const allow[] = {"max-age=30", "stale-if-error=15", "stale-if-error=100"};
+  for (size_t i = 0; i < sizeof allow / sizeof allow[0]; i++) {
+    const struct http_header cc[] = {{"Cache-Control", allow[i], 13, strlen(allow[i])}};
+    struct respcache_request r = request(cc, 1);
+    if (respcache_lookup_stale(c, KEY, KLEN, &r, now, &hit) != RESPCACHE_HIT)
+      fail_msg("no stale answer with Cache-Control: %s", allow[i]);
+  }
+  respcache_free(c);
+}
+
 static void test_stored_headers_filtered(void **state) {
   (void)state;
   struct respcache *c = make_default();
@@ -1247,6 +1278,7 @@ int main(void) {
       cmocka_unit_test(test_policy_age_arithmetic),
       cmocka_unit_test(test_fresh_hit_and_age),
       cmocka_unit_test(test_stale_if_error_window),
+      cmocka_unit_test(test_stale_if_error_heeds_the_client),
       cmocka_unit_test(test_stored_headers_filtered),
       cmocka_unit_test(test_vary),
       cmocka_unit_test(test_vary_combines_lines_and_caps_variants),
