@@ -892,12 +892,15 @@ enum respcache_result respcache_lookup_stale(struct respcache *c, const char *ke
 
 /* ---- storing ------------------------------------------------------------ */
 
-/* Not stored: hop-by-hop fields and those the server or the cache sets. */
+/* Not stored: hop-by-hop fields and those the server or the cache sets.
+ * Date stays: a stored answer is served with its origin's Date and its Age
+ * (with the server's Date, a downstream cache would count the age twice
+ * against an Expires, RFC 9111 4.2). */
 static int header_dropped(const struct http_header *hs, unsigned n, const struct http_header *h) {
   static const char *const never[] = {
       "connection", "keep-alive",  "proxy-connection", "te",          "trailer",
       "transfer-encoding",         "upgrade",          "content-length",
-      "proxy-authenticate",        "proxy-authorization", "age",      "date",
+      "proxy-authenticate",        "proxy-authorization", "age",
       "x-request-id", "set-cookie", "set-cookie2"};
   for (unsigned i = 0; i < sizeof never / sizeof never[0]; i++)
     if (field_is(h, never[i]))

@@ -536,6 +536,20 @@ gateway:
         self.assertGreaterEqual(self.cache_lines("/cached/herd", 10).count("COALESCED"), 8,
                                 [x for x in self.gw.log_lines() if x.get("path") == "/cached/herd"])
 
+    def test_a_hit_keeps_the_origins_date(self):
+        # Age counts from the origin's Date: a hit with the gateway's own
+        # Date beside a stored Expires would age twice (RFC 9111 4.2)
+        import email.utils
+        origin = email.utils.formatdate(usegmt=True)
+        self.up.extra_headers = [("Date", origin), ("Cache-Control", "max-age=60")]
+        r1 = self.get(self.gw, "/cached/dated")
+        time.sleep(1.1)
+        r2 = self.get(self.gw, "/cached/dated")
+        self.assertEqual(self.cache_lines("/cached/dated", 2), ["MISS", "HIT"])
+        for r in (r1, r2):
+            self.assertEqual([v for k, v in r.headers if k.lower() == "date"], [origin], r)
+        self.assertGreaterEqual(int(r2.get("age")), 1, r2)
+
     def test_204_is_stored(self):
         # RFC 9110 15.3.5: cacheable by default; it has no body (and so,
         # from a well-behaved origin, no Content-Length)
