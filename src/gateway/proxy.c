@@ -457,12 +457,24 @@ static void answer_cached(struct proxy_call *call, const struct respcache_hit *h
   http_respond(ex, hit->http_status, NULL, hit->body, hit->body_len);
 }
 
-/* The leader of a coalesced fetch is done: the waiters get their answer. */
-static void cache_flight_done(struct proxy_call *call) {
+/* The leader of a coalesced fetch is done: the waiters get their answer
+ * (failed: the upstream failed as stale-if-error covers, so a waiter may
+ * get the stale answer instead of a try of its own). */
+static void cache_flight_done(struct proxy_call *call, int failed) {
   if (!call->cache_lead)
     return;
   call->cache_lead = 0;
-  respcache_flight_done(call->w->cache, call->cache_key, call->cache_key_len, uv_now(call->w->loop));
+  respcache_flight_done(call->w->cache, call->cache_key, call->cache_key_len, uv_now(call->w->loop),
+                        failed);
+}
+
+/* Answers with a stored response in the upstream's stead: the route's
+ * fallback, marked as such. */
+static void answer_stale_hit(struct proxy_call *call, const struct respcache_hit *hit) {
+  call->st->route_stats[call->route_index].fallbacks++;
+  http_log_str(call->ex, "fallback", "stale");
+  http_add_header(call->ex, "X-Strata-Fallback", "stale");
+  answer_cached(call, hit);
 }
 
 /* The upstream failed (or every breaker is open): the last good response
@@ -475,10 +487,7 @@ static int answer_stale(struct proxy_call *call) {
   if (respcache_lookup_stale(call->w->cache, call->cache_key, call->cache_key_len, &call->crq,
                              uv_now(call->w->loop), &hit) != RESPCACHE_HIT)
     return 0;
-  call->st->route_stats[call->route_index].fallbacks++;
-  http_log_str(call->ex, "fallback", "stale");
-  http_add_header(call->ex, "X-Strata-Fallback", "stale");
-  answer_cached(call, &hit);
+  answer_stale_hit(call, &hit);
   return 1;
 }
 
@@ -578,10 +587,10 @@ static void relay(struct proxy_call *call, struct upstream_response *r) {
      * (RFC 9111 4.4) */
     invalidate(call);
   }
-  cache_flight_done(call);
   /* stale-if-error covers 500 and 502..504 (RFC 5861); the static fallback
    * answers for an unavailable upstream (502..504) */
   int unavailable = r->status >= 502 && r->status <= 504;
+  cache_flight_done(call, unavailable || r->status == 500);
   if (!(((unavailable || r->status == 500) && answer_stale(call)) ||
         (unavailable && answer_static(call)))) {
     /* only now: a fallback answers with none of this answer's fields */
@@ -625,7 +634,7 @@ static void set_retry_after(struct proxy_call *call, uint64_t ms) {
 static void fail(struct proxy_call *call, int err, const char *message) {
   log_upstream(call);
   route_outcome(call, 0);
-  cache_flight_done(call);
+  cache_flight_done(call, 1);
   struct gw_worker *w = call->w;
   struct gw_state *st = call->st;
   if (!answer_fallback(call)) {
@@ -831,7 +840,7 @@ static void on_upstream(struct proxy_call *call, int rc, struct upstream_respons
 static void report_end(struct proxy_call *call, int route_ok) {
   log_upstream(call);
   route_outcome(call, route_ok);
-  cache_flight_done(call);
+  cache_flight_done(call, !route_ok);
   log_cache(call);
   log_streamed(call);
 }
@@ -1131,7 +1140,7 @@ static void start(struct proxy_call *call) {
   struct http_exchange *ex = call->ex;
   if (http_stream_attach(ex, &client_cbs, call) != 0) {
     /* the client left while the request waited on the cache */
-    cache_flight_done(call);
+    cache_flight_done(call, 0);
     log_cache(call);
     http_abort(ex, STRATA_ECLIENT_CLOSED);
     gw_state_leave(w, st);
@@ -1144,7 +1153,7 @@ static void start(struct proxy_call *call) {
   if (!breaker_allow(rb, now)) {
     st->route_stats[call->route_index].breaker_rejected++;
     http_log_str(ex, "breaker", breaker_state_name(breaker_state(rb)));
-    cache_flight_done(call);
+    cache_flight_done(call, 1);
     if (!answer_fallback(call)) {
       log_cache(call);
       set_retry_after(call, breaker_retry_after_ms(rb, now));
@@ -1171,7 +1180,7 @@ static void start(struct proxy_call *call) {
   struct http_request *req = http_request_of(ex);
   if (build_request(call, req->body, req->body_len, BODY_INLINE) != 0) {
     route_outcome(call, 1); /* not the upstream's fault */
-    cache_flight_done(call);
+    cache_flight_done(call, 0);
     http_respond_error(ex, STRATA_EINTERNAL, NULL, NULL);
     gw_state_leave(w, st);
     return;
@@ -1199,7 +1208,10 @@ static void on_cache_wait(enum respcache_result r, const struct respcache_hit *h
   if (r == RESPCACHE_HIT) {
     struct gw_worker *w = call->w;
     struct gw_state *st = call->st;
-    answer_cached(call, hit);
+    if (hit->status == RESPCACHE_STATUS_STALE)
+      answer_stale_hit(call, hit); /* the fetch it waited on failed */
+    else
+      answer_cached(call, hit);
     gw_state_leave(w, st);
   } else if (r == RESPCACHE_FETCH) {
     call->cache_status = "MISS";

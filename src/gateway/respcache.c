@@ -864,23 +864,24 @@ enum respcache_result respcache_lookup_or_join(struct respcache *c, const char *
   return RESPCACHE_LEAD;
 }
 
-enum respcache_result respcache_lookup_stale(struct respcache *c, const char *key, size_t key_len,
-                                             const struct respcache_request *rq, uint64_t now_ms,
-                                             struct respcache_hit *hit) {
-  if (!c || !rq || !hit || !key_ok(key, key_len) || (rq->flags & RESPCACHE_REQ_BYPASS))
-    return RESPCACHE_FETCH;
-  struct entry *e = select_entry(c, key, key_len, rq, now_ms, NULL);
-  if (!e)
+/* What rq may be answered with after a failed fetch: e (from select_entry)
+ * while fresh (fresh_status) or, within its stale-if-error window, stale -
+ * as the client allows (see respcache_lookup_stale). */
+static enum respcache_result answer_on_error(struct respcache *c, struct entry *e,
+                                             const struct respcache_request *rq, uint64_t now,
+                                             struct respcache_hit *hit,
+                                             enum respcache_status fresh_status) {
+  if (!e || (rq->flags & RESPCACHE_REQ_BYPASS))
     return RESPCACHE_FETCH;
   uint64_t age;
-  enum state st = entry_state(e, now_ms, &age);
+  enum state st = entry_state(e, now, &age);
   if ((rq->flags & RESPCACHE_REQ_MAX_AGE) && age > rq->max_age_ms)
     return RESPCACHE_FETCH;
   if (st == STALE && (rq->flags & RESPCACHE_REQ_STALE_LIMIT) &&
       age - e->lifetime > rq->stale_limit_ms)
     return RESPCACHE_FETCH;
   if (st == FRESH) {
-    fill_hit(hit, e, age, RESPCACHE_STATUS_HIT);
+    fill_hit(hit, e, age, fresh_status);
     c->st.hits++;
   } else {
     fill_hit(hit, e, age, RESPCACHE_STATUS_STALE);
@@ -888,6 +889,15 @@ enum respcache_result respcache_lookup_stale(struct respcache *c, const char *ke
   }
   touch(c, e);
   return RESPCACHE_HIT;
+}
+
+enum respcache_result respcache_lookup_stale(struct respcache *c, const char *key, size_t key_len,
+                                             const struct respcache_request *rq, uint64_t now_ms,
+                                             struct respcache_hit *hit) {
+  if (!c || !rq || !hit || !key_ok(key, key_len) || (rq->flags & RESPCACHE_REQ_BYPASS))
+    return RESPCACHE_FETCH;
+  return answer_on_error(c, select_entry(c, key, key_len, rq, now_ms, NULL), rq, now_ms, hit,
+                         RESPCACHE_STATUS_HIT);
 }
 
 /* ---- storing ------------------------------------------------------------ */
@@ -1065,11 +1075,16 @@ unsigned respcache_invalidate(struct respcache *c, const char *key, size_t key_l
 
 /* ---- flights ------------------------------------------------------------ */
 
+
+/* How finish_flight answers the waiters. */
+enum flight_end { END_FETCH, END_FRESH, END_FAILED };
+
 /* Ends flight f: takes it and its waiters off every list, then answers each
- * waiter in arrival order - from a fresh response it matches when serve is
- * set, else FETCH (counted in *released). An invalidated flight stored
- * nothing, so only a response stored after the invalidation can serve. */
-static void finish_flight(struct respcache *c, struct flight *f, uint64_t now, int serve,
+ * waiter in arrival order - from a fresh response it matches (END_FRESH),
+ * also from a stale one after a failure (END_FAILED), else FETCH (counted
+ * in *released). An invalidated flight stored nothing, so only a response
+ * stored after the invalidation can serve. */
+static void finish_flight(struct respcache *c, struct flight *f, uint64_t now, enum flight_end end,
                           uint64_t *released) {
   for (struct flight **pp = &c->fbuckets[f->hash % FLIGHT_BUCKETS]; *pp; pp = &(*pp)->hnext)
     if (*pp == f) {
@@ -1083,13 +1098,16 @@ static void finish_flight(struct respcache *c, struct flight *f, uint64_t now, i
     struct waiter *w = CONTAINER(f->waiters.next, struct waiter, in_flight);
     list_remove(&w->in_flight);
     struct respcache_hit hit;
-    struct entry *e = serve ? select_entry(c, f->key, f->key_len, w->rq, now, NULL) : NULL;
+    struct entry *e = end != END_FETCH ? select_entry(c, f->key, f->key_len, w->rq, now, NULL) : NULL;
     uint64_t age;
     enum respcache_result r = RESPCACHE_FETCH;
     if (e && fresh_for(e, w->rq, now, &age)) {
       fill_hit(&hit, e, age, RESPCACHE_STATUS_COALESCED);
       touch(c, e);
       c->st.coalesced++;
+      r = RESPCACHE_HIT;
+    } else if (end == END_FAILED &&
+               answer_on_error(c, e, w->rq, now, &hit, RESPCACHE_STATUS_COALESCED) == RESPCACHE_HIT) {
       r = RESPCACHE_HIT;
     } else {
       (*released)++;
@@ -1102,12 +1120,13 @@ static void finish_flight(struct respcache *c, struct flight *f, uint64_t now, i
   free(f);
 }
 
-void respcache_flight_done(struct respcache *c, const char *key, size_t key_len, uint64_t now_ms) {
+void respcache_flight_done(struct respcache *c, const char *key, size_t key_len, uint64_t now_ms,
+                           int failed) {
   if (!c || !key_ok(key, key_len))
     return;
   struct flight *f = find_flight(c, key, key_len, hash_key(c->seed, key, key_len));
   if (f)
-    finish_flight(c, f, now_ms, 1, &c->st.released);
+    finish_flight(c, f, now_ms, failed ? END_FAILED : END_FRESH, &c->st.released);
 }
 
 uint64_t respcache_tick(struct respcache *c, uint64_t now_ms) {
@@ -1124,7 +1143,7 @@ uint64_t respcache_tick(struct respcache *c, uint64_t now_ms) {
     struct flight *f = CONTAINER(c->flights.next, struct flight, fifo);
     if (f->deadline > now_ms)
       break;
-    finish_flight(c, f, now_ms, 0, &c->st.wait_timeouts);
+    finish_flight(c, f, now_ms, END_FETCH, &c->st.wait_timeouts);
   }
   uint64_t next = UINT64_MAX;
   if (!list_empty(&c->waiters))

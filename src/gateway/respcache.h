@@ -64,7 +64,8 @@
  *   LEAD: the caller fetches, stores what is storable (respcache_store), then
  *         calls respcache_flight_done() exactly once, success or failure.
  *   WAIT: cb fires once, later, from respcache_flight_done() (HIT if a fresh
- *         response now matches the waiter, else FETCH), respcache_tick()
+ *         response now matches the waiter, or after a failed fetch a stale
+ *         one it may have, else FETCH), respcache_tick()
  *         (FETCH: waited wait_timeout_ms, or the leader never reported in
  *         flight_timeout_ms) or respcache_free() (CANCELED). A waiter is
  *         never dropped, and never answered from a response it does not
@@ -293,9 +294,14 @@ int respcache_store(struct respcache *c, const char *key, size_t key_len,
 
 /* The leader of key's fetch is done (stored, not storable or failed): each
  * waiter is answered from a fresh response it matches (RESPCACHE_HIT) or
- * sent to fetch (RESPCACHE_FETCH), in the order they joined. No-op when no
+ * sent to fetch (RESPCACHE_FETCH), in the order they joined. When the fetch
+ * failed (an error the stale-if-error window covers), a waiter with nothing
+ * fresh gets what respcache_lookup_stale() would give it (a HIT with status
+ * STALE) rather than a fetch of its own into the same failure: a burst on a
+ * failing key costs the upstream one try, not one per waiter. No-op when no
  * fetch of key is in flight. */
-void respcache_flight_done(struct respcache *c, const char *key, size_t key_len, uint64_t now_ms);
+void respcache_flight_done(struct respcache *c, const char *key, size_t key_len, uint64_t now_ms,
+                           int failed);
 
 /* Drops every stored response of key (after a successful unsafe request to
  * its URI, RFC 9111 4.4: build the key with method "GET"); a fetch of key

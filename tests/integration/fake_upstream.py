@@ -550,7 +550,8 @@ class FakeUpstream:
                         return
                     continue
                 status, extra = 200, []
-                if mode == "status" or (mode == "flaky" and flaky_fail):
+                if mode == "status" or (mode == "flaky" and flaky_fail) or \
+                        (mode == "slow" and "status" in beh):  # slow: delay_ms, then that status
                     status = beh.get("status", 503)
                     if beh.get("retry_after") is not None:
                         extra.append(("Retry-After", str(beh["retry_after"])))

@@ -536,6 +536,27 @@ gateway:
         self.assertGreaterEqual(self.cache_lines("/cached/herd", 10).count("COALESCED"), 8,
                                 [x for x in self.gw.log_lines() if x.get("path") == "/cached/herd"])
 
+    def test_waiters_on_a_failed_fetch_get_the_stale_copy(self):
+        # RFC 5861: the leader's fetch failed and a stale copy may stand in;
+        # the waiters take it rather than each trying the failing upstream
+        import threading
+        self.get(self.gw, "/cached/failing")
+        time.sleep(1.1)  # past the route's 1 s ttl, inside stale_if_error
+        self.up.set("slow", delay_ms=400, status=503)
+        n = self.up.proxied
+        results = []
+
+        def one():
+            results.append(self.get(self.gw, "/cached/failing"))
+        threads = [threading.Thread(target=one) for _ in range(8)]
+        for t in threads:
+            t.start()
+            time.sleep(0.01)
+        for t in threads:
+            t.join()
+        self.assertEqual([(r.status, r.get("x-strata-fallback")) for r in results], [(200, "stale")] * 8)
+        self.assertEqual(self.up.proxied, n + 1, "the waiters each tried the failing upstream")
+
     def test_a_hit_keeps_the_origins_date(self):
         # Age counts from the origin's Date: a hit with the gateway's own
         # Date beside a stored Expires would age twice (RFC 9111 4.2)

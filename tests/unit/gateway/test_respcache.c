@@ -736,7 +736,7 @@ static void test_authorization(void **state) {
   assert_int_equal(join(c, &auth, T0, &x), RESPCACHE_FETCH);
   assert_int_equal(join(c, &anon, T0, &x), RESPCACHE_LEAD);
   assert_int_equal(join(c, &authn, T0, &x), RESPCACHE_FETCH);
-  respcache_flight_done(c, KEY, KLEN, T0);
+  respcache_flight_done(c, KEY, KLEN, T0, 0);
   assert_int_equal(x.calls, 0);
   respcache_free(c);
 }
@@ -905,7 +905,7 @@ static void test_coalesce_answers_waiters_in_order(void **state) {
   assert_int_equal(store_at(c, KEY, &rq[0], 200, h, 1, "fetched", T0 + 500), 1);
   for (int i = 0; i < 4; i++) /* storing wakes nobody */
     assert_int_equal(x[i].calls, 0);
-  respcache_flight_done(c, KEY, KLEN, T0 + 2500);
+  respcache_flight_done(c, KEY, KLEN, T0 + 2500, 0);
   assert_int_equal(x[0].calls, 0);
   for (int i = 1; i < 4; i++) {
     assert_int_equal(x[i].calls, 1);
@@ -916,7 +916,7 @@ static void test_coalesce_answers_waiters_in_order(void **state) {
     assert_int_equal(x[i].age_s, 2);
     assert_string_equal(x[i].body, "fetched");
   }
-  respcache_flight_done(c, KEY, KLEN, T0 + 2500); /* a second report: nothing */
+  respcache_flight_done(c, KEY, KLEN, T0 + 2500, 0); /* a second report: nothing */
   assert_int_equal(respcache_tick(c, T0 + 100000), UINT64_MAX);
   for (int i = 1; i < 4; i++)
     assert_int_equal(x[i].calls, 1);
@@ -938,7 +938,7 @@ static void test_coalesce_failure_releases_waiters(void **state) {
   assert_int_equal(join(c, &rq, T0, &lead), RESPCACHE_LEAD);
   assert_int_equal(join(c, &rq, T0, &w1), RESPCACHE_WAIT);
   assert_int_equal(join(c, &rq, T0, &w2), RESPCACHE_WAIT);
-  respcache_flight_done(c, KEY, KLEN, T0 + 10); /* the upstream failed: nothing stored */
+  respcache_flight_done(c, KEY, KLEN, T0 + 10, 0); /* the upstream failed: nothing stored */
   assert_int_equal(w1.calls, 1);
   assert_int_equal(w1.r, RESPCACHE_FETCH);
   assert_int_equal(w2.calls, 1);
@@ -951,7 +951,7 @@ static void test_coalesce_failure_releases_waiters(void **state) {
   assert_int_equal(join(c, &rq, T0 + 20, &w3), RESPCACHE_WAIT);
   const struct http_header ns[] = {HDR("Cache-Control", "no-store")};
   assert_int_equal(store_at(c, KEY, &rq, 200, ns, 1, "secret", T0 + 30), 0);
-  respcache_flight_done(c, KEY, KLEN, T0 + 30);
+  respcache_flight_done(c, KEY, KLEN, T0 + 30, 0);
   assert_int_equal(w3.calls, 1);
   assert_int_equal(w3.r, RESPCACHE_FETCH);
   assert_int_equal(lead.calls, 0);
@@ -972,11 +972,26 @@ static void test_coalesce_stale_entry_is_not_an_answer(void **state) {
                    RESPCACHE_LEAD);
   assert_int_equal(hit.status, RESPCACHE_STATUS_EXPIRED);
   assert_int_equal(join(c, &rq, T0 + 2000, &w), RESPCACHE_WAIT);
-  respcache_flight_done(c, KEY, KLEN, T0 + 2100);
+  respcache_flight_done(c, KEY, KLEN, T0 + 2100, 0);
   assert_int_equal(w.r, RESPCACHE_FETCH);
   /* each then falls back to the stale copy on its own error */
   assert_int_equal(respcache_lookup_stale(c, KEY, KLEN, &rq, T0 + 2200, &hit), RESPCACHE_HIT);
   assert_int_equal(hit.status, RESPCACHE_STATUS_STALE);
+
+  /* a fetch that failed as stale-if-error covers: the waiters get the
+   * stale copy at once instead of each trying the failing upstream - but
+   * not one whose client takes nothing that old */
+  struct rec lead2 = {0}, w2 = {0}, w_nc = {0};
+  const struct http_header young[] = {HDR("Cache-Control", "max-age=2")};
+  struct respcache_request rq_nc = request(young, 1);
+  assert_int_equal(join(c, &rq, T0 + 3000, &lead2), RESPCACHE_LEAD);
+  assert_int_equal(join(c, &rq, T0 + 3000, &w2), RESPCACHE_WAIT);
+  assert_int_equal(join(c, &rq_nc, T0 + 3000, &w_nc), RESPCACHE_WAIT);
+  respcache_flight_done(c, KEY, KLEN, T0 + 3100, 1);
+  assert_int_equal(w2.r, RESPCACHE_HIT);
+  assert_int_equal(w2.status, RESPCACHE_STATUS_STALE);
+  assert_string_equal(w2.body, "old");
+  assert_int_equal(w_nc.r, RESPCACHE_FETCH);
   respcache_free(c);
 }
 
@@ -993,7 +1008,7 @@ static void test_coalesce_vary_mismatch_releases(void **state) {
   const struct http_header resp[] = {HDR("Cache-Control", "max-age=60"),
                                      HDR("Vary", "Accept-Encoding")};
   assert_int_equal(store_at(c, KEY, &lead_rq, 200, resp, 2, "gz", T0 + 5), 1);
-  respcache_flight_done(c, KEY, KLEN, T0 + 5);
+  respcache_flight_done(c, KEY, KLEN, T0 + 5, 0);
   assert_int_equal(w_same.r, RESPCACHE_HIT);
   assert_string_equal(w_same.body, "gz");
   assert_int_equal(w_other.calls, 1);
@@ -1015,7 +1030,7 @@ static void test_coalesce_bounded_waiters(void **state) {
   assert_int_equal(join(c, &rq, T0, &x[2]), RESPCACHE_WAIT);
   assert_int_equal(join(c, &rq, T0, &x[3]), RESPCACHE_FETCH); /* full: fetch alone */
   assert_int_equal(stats(c).released, 1);
-  respcache_flight_done(c, KEY, KLEN, T0);
+  respcache_flight_done(c, KEY, KLEN, T0, 0);
   assert_int_equal(x[1].calls + x[2].calls, 2);
   assert_int_equal(x[3].calls, 0);
   respcache_free(c);
@@ -1046,7 +1061,7 @@ static void test_coalesce_waiter_timeout(void **state) {
   /* the leader comes back: the one still waiting is answered, once */
   const struct http_header h[] = {HDR("Cache-Control", "max-age=60")};
   assert_int_equal(store_at(c, KEY, &rq, 200, h, 1, "late", T0 + 120), 1);
-  respcache_flight_done(c, KEY, KLEN, T0 + 120);
+  respcache_flight_done(c, KEY, KLEN, T0 + 120, 0);
   assert_int_equal(w1.calls, 1);
   assert_int_equal(w2.calls, 1);
   assert_int_equal(w2.r, RESPCACHE_HIT);
@@ -1063,7 +1078,7 @@ static void test_coalesce_waiter_timeout(void **state) {
   respcache_tick(c, T0 + 100);
   assert_int_equal(x[0].r, RESPCACHE_FETCH);
   assert_int_equal(join(c, &rq, T0 + 100, &x[2]), RESPCACHE_WAIT);
-  respcache_flight_done(c, KEY, KLEN, T0 + 101);
+  respcache_flight_done(c, KEY, KLEN, T0 + 101, 0);
   assert_int_equal(x[2].calls, 1);
   respcache_free(c);
 }
@@ -1081,7 +1096,7 @@ static void test_coalesce_leader_never_reports(void **state) {
   assert_int_equal(w.r, RESPCACHE_FETCH);
   /* the key is free again; a late report of the old leader harms nobody */
   assert_int_equal(join(c, &rq, T0 + 1001, &lead2), RESPCACHE_LEAD);
-  respcache_flight_done(c, KEY, KLEN, T0 + 1002);
+  respcache_flight_done(c, KEY, KLEN, T0 + 1002, 0);
   assert_int_equal(join(c, &rq, T0 + 1003, &lead2), RESPCACHE_LEAD);
   respcache_free(c);
 }
@@ -1103,7 +1118,7 @@ static void test_head_and_conditional_requests(void **state) {
   assert_int_equal(join(c, &inm, T0, &b), RESPCACHE_WAIT);
   const struct http_header h[] = {HDR("Cache-Control", "max-age=60"), HDR("ETag", "\"v1\"")};
   assert_int_equal(store_at(c, KEY, &get, 200, h, 2, "body", T0), 1);
-  respcache_flight_done(c, KEY, KLEN, T0);
+  respcache_flight_done(c, KEY, KLEN, T0, 0);
   assert_int_equal(a.r, RESPCACHE_HIT);
   assert_string_equal(a.body, "body"); /* the server sends no body for HEAD */
   assert_int_equal(b.r, RESPCACHE_HIT);
@@ -1121,7 +1136,7 @@ static void test_invalidate_during_flight(void **state) {
   assert_int_equal(respcache_invalidate(c, KEY, KLEN), 0); /* a PUT succeeded meanwhile */
   const struct http_header h[] = {HDR("Cache-Control", "max-age=60")};
   assert_int_equal(store_at(c, KEY, &rq, 200, h, 1, "pre-put", T0 + 5), 0);
-  respcache_flight_done(c, KEY, KLEN, T0 + 5);
+  respcache_flight_done(c, KEY, KLEN, T0 + 5, 0);
   assert_int_equal(w.r, RESPCACHE_FETCH);
   assert_int_equal(lookup(c, KEY, &rq, T0 + 6, &hit), RESPCACHE_FETCH);
   /* the next fetch stores again */
@@ -1158,7 +1173,7 @@ static void test_invalidations_shared_between_caches(void **state) {
   assert_int_equal(stats(b).invalidations, 1);
   /* b's fetch began before the PUT: what it got may predate it */
   assert_int_equal(store_at(b, SLOW, &rq, 200, h, 1, "old", T0 + 2), 0);
-  respcache_flight_done(b, SLOW, sizeof SLOW - 1, T0 + 2);
+  respcache_flight_done(b, SLOW, sizeof SLOW - 1, T0 + 2, 0);
   /* a fetch with no flight (credentials, no-cache, a conditional request)
    * that began before the PUT stores nothing either */
   assert_int_equal(store_at(b, KEY, &rq, 200, h, 1, "b-old", T0 + 2), 0);
@@ -1183,7 +1198,7 @@ static void test_callbacks_may_reenter(void **state) {
   assert_int_equal(join(c, &rq, T0, &lead), RESPCACHE_LEAD);
   assert_int_equal(join(c, &rq, T0, &a), RESPCACHE_WAIT);
   assert_int_equal(join(c, &rq, T0, &b), RESPCACHE_WAIT);
-  respcache_flight_done(c, KEY, KLEN, T0 + 1);
+  respcache_flight_done(c, KEY, KLEN, T0 + 1, 0);
   assert_int_equal(a.calls, 1);
   assert_int_equal(a.reenter_result, RESPCACHE_LEAD);
   assert_int_equal(b.calls, 1); /* b belonged to the old flight: released, not moved */
@@ -1193,7 +1208,7 @@ static void test_callbacks_may_reenter(void **state) {
   assert_int_equal(join(c, &rq, T0 + 2, &d), RESPCACHE_WAIT);
   const struct http_header h[] = {HDR("Cache-Control", "max-age=60")};
   assert_int_equal(store_at(c, KEY, &rq, 200, h, 1, "v2", T0 + 3), 1);
-  respcache_flight_done(c, KEY, KLEN, T0 + 3);
+  respcache_flight_done(c, KEY, KLEN, T0 + 3, 0);
   assert_int_equal(d.r, RESPCACHE_HIT);
   assert_string_equal(d.body, "v2");
   assert_int_equal(a.calls, 1);
