@@ -529,7 +529,6 @@ static void invalidate(struct proxy_call *call) {
     respcache_invalidate(call->w->cache, key, n);
 }
 
-/* The upstream's response headers that cross to the client. */
 /* A field of an upstream answer (interim or final) the client does not get:
  * hop-by-hop, ours, or named by the answer's Connection (RFC 9110 7.6.1).
  * conn: has_connection() of the answer. */
@@ -582,6 +581,12 @@ static void relay(struct proxy_call *call, struct upstream_response *r) {
                                        now - call->try_started, &rr, &pol))
       respcache_store(w->cache, call->cache_key, call->cache_key_len, &call->crq, &pol, r->status,
                       r->headers, r->n_headers, r->body, r->body_len, now);
+    else if (r->status < 500 && r->status != 304 &&
+             !(call->crq.flags & (RESPCACHE_REQ_AUTH | RESPCACHE_REQ_NO_STORE)))
+      /* the origin's newer answer may not be kept (no-store, private, a
+       * deleted resource's 404...): the stored one is outdated and must not
+       * come back as a stale fallback either */
+      respcache_invalidate(w->cache, call->cache_key, call->cache_key_len);
   } else if (r->status < 400 && !call->safe_method) {
     /* a successful unsafe request makes stored answers for its URI stale
      * (RFC 9111 4.4) */

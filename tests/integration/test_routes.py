@@ -557,6 +557,28 @@ gateway:
         self.assertEqual([(r.status, r.get("x-strata-fallback")) for r in results], [(200, "stale")] * 8)
         self.assertEqual(self.up.proxied, n + 1, "the waiters each tried the failing upstream")
 
+    def test_a_newer_answer_that_may_not_be_kept_retires_the_stored_one(self):
+        # the resource went away (404, no-store): a later failure must not
+        # bring the old copy back as a stale fallback
+        self.assertEqual(self.get(self.gw, "/cached/gone").status, 200)
+        time.sleep(1.1)
+        self.up.set("status", status=404)
+        self.up.extra_headers = [("Cache-Control", "no-store")]
+        self.assertEqual(self.get(self.gw, "/cached/gone").status, 404)
+        self.up.extra_headers = []
+        self.up.set("status", status=503)
+        r = self.get(self.gw, "/cached/gone")
+        self.assertEqual((r.status, r.get("x-strata-fallback")), (503, None), r)
+        # a 304 to a conditional request says the copy is still good
+        self.up.set("ok")
+        self.assertEqual(self.get(self.gw, "/cached/kept").status, 200)
+        time.sleep(1.1)
+        self.up.set("raw", hold_s=0.05, data=b"HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n")
+        self.assertEqual(self.get(self.gw, "/cached/kept", 'If-None-Match: "x"').status, 304)
+        self.up.set("status", status=503)
+        r = self.get(self.gw, "/cached/kept")
+        self.assertEqual((r.status, r.get("x-strata-fallback")), (200, "stale"), r)
+
     def test_a_hit_keeps_the_origins_date(self):
         # Age counts from the origin's Date: a hit with the gateway's own
         # Date beside a stored Expires would age twice (RFC 9111 4.2)
