@@ -107,6 +107,7 @@ struct proxy_call {
   int safe;
   int safe_method;        /* GET, HEAD, OPTIONS, TRACE: nothing to invalidate */
   uint64_t retry_after_ms; /* fail()'s 503: when a breaker lets calls through */
+  struct upstream_response *last_answer; /* a retried 5xx: relayed if no try follows */
   long max_forwards;      /* OPTIONS/TRACE: the hops the client allows further; -1: no limit */
   unsigned attempt;
   int host;
@@ -811,6 +812,7 @@ static void on_upstream(struct proxy_call *call, int rc, struct upstream_respons
     if (now + delay < call->deadline) {
       call->attempt++;
       call->last_host = host;
+      call->last_answer = rc == UPSTREAM_OK ? r : NULL; /* in the exchange's arena */
       call->st->stats[host].retries++;
       client_flow(call, 0); /* the body waits for the next try */
       retry_later(call, delay);
@@ -956,7 +958,10 @@ static void try_next(struct proxy_call *call) {
   struct gw_worker *w = call->w;
   uint64_t now = uv_now(w->loop);
   if (now >= call->deadline) {
-    fail(call, STRATA_EGATEWAY_TIMEOUT, "The upstream did not answer in time.");
+    if (call->last_answer)
+      relay(call, call->last_answer); /* the upstream's own last word */
+    else
+      fail(call, STRATA_EGATEWAY_TIMEOUT, "The upstream did not answer in time.");
     return;
   }
   /* Pick a host of the route's pool whose breaker lets the call through;
@@ -997,6 +1002,10 @@ static void try_next(struct proxy_call *call) {
     exclude = h;
   }
   if (host < 0) {
+    if (call->last_answer) { /* as nginx: the last upstream answer, not ours */
+      relay(call, call->last_answer);
+      return;
+    }
     call->retry_after_ms = retry_after;
     fail(call, STRATA_EUNAVAILABLE, "No upstream host is available.");
     return;

@@ -367,23 +367,54 @@ class FallbackScope(GatewayCase):
     @classmethod
     def setUpClass(cls):
         cls.up = FakeUpstream().start()
+        cls.up2 = FakeUpstream().start()
         cls.gw = ConfigGateway(f"""
 gateway:
   listen: 127.0.0.1:PORT
   pools:
     p: {{hosts: [127.0.0.1:{cls.up.port}], health: {{disabled: true}}}}
+    q: {{hosts: [127.0.0.1:{cls.up2.port}], health: {{disabled: true}}}}
   routes:
     - match: {{prefix: /fb}}
       pool: p
       retries: {{attempts: 1}}
       breaker: {{volume_threshold: 1000}}
       fallback: {{status: 200, body: '{{"degraded":true}}'}}
+    - match: {{prefix: /r3}}
+      pool: q
+      retries: {{attempts: 3, backoff_base: 1ms, backoff_cap: 2ms}}
+      breaker: {{volume_threshold: 1000}}
 """).start()
 
     @classmethod
     def tearDownClass(cls):
         cls.gw.stop()
         cls.up.stop()
+        cls.up2.stop()
+
+    def test_last_upstream_answer_when_its_breaker_stops_the_retries(self):
+        # as nginx: a request that reached the upstream gets the upstream's
+        # last answer, not the gateway's own 503, when the host's breaker
+        # (20 calls, 50 %) opens between its tries
+        self.up2.set("status", status=503)
+        self.up2.extra_headers = [("X-Upstream-Said", "no")]
+        try:
+            got = []
+            for i in range(12):
+                r = self.get(self.gw, f"/r3/{i}")
+                got.append((r.status, r.get("x-upstream-said"), r.get("x-request-id")))
+        finally:
+            self.up2.set("ok")
+            self.up2.extra_headers = []
+        # tries per request, as the upstream saw them (by X-Request-Id)
+        sent = [dict((k.lower(), v) for k, v in rec["headers"]).get("x-request-id")
+                for rec in self.up2.recorded]
+        tried = [sent.count(rid) for _, _, rid in got]
+        self.assertIn(0, tried, "the breaker never opened: the test proves nothing")
+        self.assertTrue(any(0 < t < 3 for t in tried), (tried, "no request straddled the opening"))
+        for (status, said, rid), t in zip(got, tried):
+            self.assertEqual(status, 503)
+            self.assertEqual(said, "no" if t else None, (t, rid))
 
     def test_unsafe_methods_get_the_failure_not_the_fallback(self):
         self.up.set("status", status=503)
