@@ -442,17 +442,24 @@ static void log_cache(struct proxy_call *call) {
   call->cache_status = NULL;
 }
 
-/* Answers from a stored response (headers copied; Age set). */
+/* Answers from a stored response (headers copied; Age set), with a 304
+ * when the client's validators match it. */
 static void answer_cached(struct proxy_call *call, const struct respcache_hit *hit) {
   struct http_exchange *ex = call->ex;
+  int not_modified = respcache_not_modified(&call->crq, hit, (uint64_t)time(NULL) * 1000);
   for (unsigned i = 0; i < hit->n_headers; i++)
-    http_add_header_n(ex, hit->headers[i].name, hit->headers[i].name_len, hit->headers[i].value,
-                      hit->headers[i].value_len);
+    if (!not_modified || respcache_field_in_304(&hit->headers[i]))
+      http_add_header_n(ex, hit->headers[i].name, hit->headers[i].name_len,
+                        hit->headers[i].value, hit->headers[i].value_len);
   char age[24];
   snprintf(age, sizeof age, "%llu", (unsigned long long)hit->age_s);
   http_add_header(ex, "Age", age);
   call->cache_status = respcache_status_name(hit->status);
   log_cache(call);
+  if (not_modified) {
+    http_respond(ex, 304, NULL, NULL, 0);
+    return;
+  }
   if (call->head)
     http_set_head_length(ex, hit->body_len);
   http_respond(ex, hit->http_status, NULL, hit->body, hit->body_len);

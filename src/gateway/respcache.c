@@ -900,6 +900,66 @@ enum respcache_result respcache_lookup_stale(struct respcache *c, const char *ke
                          RESPCACHE_STATUS_HIT);
 }
 
+/* ---- conditional requests ------------------------------------------------ */
+
+/* The opaque-tag of an entity-tag, without W/ (weak comparison). */
+static int opaque_tag(const char *v, size_t len, const char **tag, size_t *tag_len) {
+  if (len >= 2 && v[0] == 'W' && v[1] == '/') {
+    v += 2;
+    len -= 2;
+  }
+  if (len < 2 || v[0] != '"' || v[len - 1] != '"' || memchr(v + 1, '"', len - 2))
+    return 0;
+  *tag = v;
+  *tag_len = len;
+  return 1;
+}
+
+static int etag_listed(const struct respcache_request *rq, const struct http_header *etag) {
+  const char *have = NULL;
+  size_t have_len = 0;
+  int known = etag && opaque_tag(etag->value, etag->value_len, &have, &have_len);
+  for (unsigned i = 0; i < rq->n_headers; i++) {
+    const struct http_header *h = &rq->headers[i];
+    if (!field_is(h, "if-none-match"))
+      continue;
+    const char *p = h->value, *end = h->value + h->value_len, *item, *tag;
+    size_t len, tag_len;
+    while (list_next(&p, end, &item, &len)) {
+      if (len == 1 && item[0] == '*')
+        return 1;
+      if (known && opaque_tag(item, len, &tag, &tag_len) && tag_len == have_len &&
+          memcmp(tag, have, tag_len) == 0)
+        return 1;
+    }
+  }
+  return 0;
+}
+
+int respcache_not_modified(const struct respcache_request *rq, const struct respcache_hit *hit,
+                           uint64_t now_epoch_ms) {
+  if (!rq || !hit || (hit->http_status != 200 && hit->http_status != 203))
+    return 0;
+  if (find_field(rq->headers, rq->n_headers, "if-none-match"))
+    return etag_listed(rq, find_field(hit->headers, hit->n_headers, "etag"));
+  const struct http_header *ims = find_field(rq->headers, rq->n_headers, "if-modified-since");
+  const struct http_header *lm = find_field(hit->headers, hit->n_headers, "last-modified");
+  if (!lm)
+    lm = find_field(hit->headers, hit->n_headers, "date");
+  int64_t since, modified;
+  return ims && lm && http_date_parse(ims->value, ims->value_len, now_epoch_ms, &since) &&
+         http_date_parse(lm->value, lm->value_len, now_epoch_ms, &modified) && modified <= since;
+}
+
+int respcache_field_in_304(const struct http_header *h) {
+  static const char *const kept[] = {"cache-control", "content-location", "date",
+                                     "etag",          "expires",          "vary"};
+  for (unsigned i = 0; i < sizeof kept / sizeof kept[0]; i++)
+    if (field_is(h, kept[i]))
+      return 1;
+  return 0;
+}
+
 /* ---- storing ------------------------------------------------------------ */
 
 /* Not stored: hop-by-hop fields and those the server or the cache sets.

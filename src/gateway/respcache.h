@@ -292,6 +292,18 @@ int respcache_store(struct respcache *c, const char *key, size_t key_len,
                     int status, const struct http_header *headers, unsigned n_headers,
                     const void *body, size_t body_len, uint64_t now_ms);
 
+/* Whether the client's own validators match the stored response hit, so
+ * that it is answered 304 from the cache (RFC 9111 4.3.2, RFC 9110 13.1):
+ * If-None-Match against the stored ETag (weak comparison, "*" matches),
+ * else If-Modified-Since against its Last-Modified (or Date). Only for a
+ * stored 200 or 203. now_epoch_ms places two-digit years of old dates. */
+int respcache_not_modified(const struct respcache_request *rq, const struct respcache_hit *hit,
+                           uint64_t now_epoch_ms);
+
+/* Whether a stored field goes on a 304 made from it (RFC 9110 15.4.5:
+ * Cache-Control, Content-Location, Date, ETag, Expires, Vary). */
+int respcache_field_in_304(const struct http_header *h);
+
 /* The leader of key's fetch is done (stored, not storable or failed): each
  * waiter is answered from a fresh response it matches (RESPCACHE_HIT) or
  * sent to fetch (RESPCACHE_FETCH), in the order they joined. When the fetch

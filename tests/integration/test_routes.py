@@ -610,6 +610,21 @@ gateway:
         r = self.get(self.gw, "/cached/kept")
         self.assertEqual((r.status, r.get("x-strata-fallback")), (200, "stale"), r)
 
+    def test_conditional_request_answered_304_from_the_cache(self):
+        # RFC 9111 4.3.2: the cache evaluates the client's validators
+        self.up.extra_headers = [("ETag", '"abc"'), ("Cache-Control", "max-age=60")]
+        self.assertEqual(self.get(self.gw, "/cached/cond").status, 200)
+        n = self.up.proxied
+        r = exchange(self.gw.port, req("GET", "/cached/cond", 'If-None-Match: "x", W/"abc"'), head=True)
+        self.assertEqual(r.status, 304, r)
+        self.assertEqual(r.get("etag"), '"abc"')
+        self.assertEqual(r.get("cache-control"), "max-age=60")
+        self.assertIsNone(r.get("content-type"), r)
+        self.assertIsNone(r.get("content-length"), r)
+        r = self.get(self.gw, "/cached/cond", 'If-None-Match: "other"')
+        self.assertEqual((r.status, r.get("etag")), (200, '"abc"'))
+        self.assertEqual(self.up.proxied, n, "a conditional request went upstream")
+
     def test_a_hit_keeps_the_origins_date(self):
         # Age counts from the origin's Date: a hit with the gateway's own
         # Date beside a stored Expires would age twice (RFC 9111 4.2)

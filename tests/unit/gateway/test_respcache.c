@@ -586,6 +586,47 @@ static void test_stale_if_error_heeds_the_client(void **state) {
   respcache_free(c);
 }
 
+/* RFC 9111 4.3.2: the client's validators against the stored response. */
+static void test_conditional_requests(void **state) {
+  (void)state;
+  struct respcache *c = make_default();
+  struct respcache_request rq = request(NULL, 0);
+  struct respcache_hit hit;
+  const struct http_header h[] = {HDR("Cache-Control", "max-age=60"), HDR("ETag", "W/\"v1\""),
+                                  HDR("Last-Modified", DATE_MINUS_40), HDR("Content-Type", "a/b")};
+  assert_int_equal(store_at(c, KEY, &rq, 200, h, COUNT(h), "body", T0), 1);
+  assert_int_equal(lookup(c, KEY, &rq, T0, &hit), RESPCACHE_HIT);
+  static const char *const match[] = {"\"v1\"", "W/\"v1\"", "\"x\", \"v1\"", "*", " \"a\" ,W/\"v1\" "};
+  static const char *const differ[] = {"\"v2\"", "\"V1\"", "v1", "\"v1", ""};
+  for (size_t i = 0; i < COUNT(match); i++) {
+    const struct http_header inm[] = {{"If-None-Match", match[i], 13, strlen(match[i])}};
+    struct respcache_request r = request(inm, 1);
+    if (!respcache_not_modified(&r, &hit, T0))
+      fail_msg("If-None-Match: %s did not match", match[i]);
+  }
+  for (size_t i = 0; i < COUNT(differ); i++) {
+    const struct http_header inm[] = {{"If-None-Match", differ[i], 13, strlen(differ[i])}};
+    struct respcache_request r = request(inm, 1);
+    if (respcache_not_modified(&r, &hit, T0))
+      fail_msg("If-None-Match: %s matched", differ[i]);
+  }
+  const struct http_header later[] = {HDR("If-Modified-Since", DATE_MINUS_10)};
+  const struct http_header earlier[] = {HDR("If-Modified-Since", "Mon, 01 Jan 2001 00:00:00 GMT")};
+  struct respcache_request r_later = request(later, 1), r_earlier = request(earlier, 1);
+  assert_true(respcache_not_modified(&r_later, &hit, T0));
+  assert_false(respcache_not_modified(&r_earlier, &hit, T0));
+  /* If-None-Match wins over If-Modified-Since */
+  const struct http_header both[] = {HDR("If-None-Match", "\"v2\""), HDR("If-Modified-Since", DATE_MINUS_10)};
+  struct respcache_request r_both = request(both, 2);
+  assert_false(respcache_not_modified(&r_both, &hit, T0));
+  assert_false(respcache_not_modified(&rq, &hit, T0));
+  /* what a 304 carries */
+  const struct http_header ct = HDR("Content-Type", "a/b"), et = HDR("ETag", "\"v1\"");
+  assert_false(respcache_field_in_304(&ct));
+  assert_true(respcache_field_in_304(&et));
+  respcache_free(c);
+}
+
 static void test_stored_headers_filtered(void **state) {
   (void)state;
   struct respcache *c = make_default();
@@ -1295,6 +1336,7 @@ int main(void) {
       cmocka_unit_test(test_fresh_hit_and_age),
       cmocka_unit_test(test_stale_if_error_window),
       cmocka_unit_test(test_stale_if_error_heeds_the_client),
+      cmocka_unit_test(test_conditional_requests),
       cmocka_unit_test(test_stored_headers_filtered),
       cmocka_unit_test(test_vary),
       cmocka_unit_test(test_vary_combines_lines_and_caps_variants),
