@@ -327,6 +327,9 @@ size_t respcache_key(char *out, size_t cap, const char *method, const char *host
     path_len = 0;
   if (!query)
     query_len = 0;
+  /* http's default port names the same origin (RFC 9110 4.2.3) */
+  if (host_len > 3 && memcmp(host + host_len - 3, ":80", 3) == 0)
+    host_len -= 3;
   /* LF cannot occur in a field value or a request-target: the parts cannot
    * run into each other. */
   size_t need = 4 + host_len + 1 + path_len + (query_len ? 1 + query_len : 0);

@@ -234,7 +234,8 @@ struct respcache *respcache_new(const struct respcache_limits *l);
  * RESPCACHE_CANCELED first, each exactly once. Accepts NULL. */
 void respcache_free(struct respcache *c);
 
-/* Writes the key of a request into out: "GET\n<host, lowercased>\n<path>"
+/* Writes the key of a request into out: "GET\n<host, lowercased, without
+ * a default :80>\n<path>"
  * plus "?<query>" when query_len > 0. HEAD shares GET's key. Returns its
  * length (out is NUL-terminated), or 0 when the method is neither GET nor
  * HEAD or out (cap bytes) is too small: such requests are not cached. */

@@ -167,6 +167,11 @@ static void test_key(void **state) {
   /* a different target is a different key */
   respcache_key(b, sizeof b, "GET", "h", 1, "/p", 2, "x", 1);
   assert_string_not_equal(a, b);
+  /* http's default port is the same origin; another port is not */
+  respcache_key(b, sizeof b, "GET", "H:80", 4, "/p", 2, "", 0);
+  assert_string_equal(a, b);
+  respcache_key(b, sizeof b, "GET", "h:8080", 6, "/p", 2, "", 0);
+  assert_string_equal(b, "GET\nh:8080\n/p");
   /* not cacheable methods; too small a buffer (exactly fitting is fine) */
   assert_int_equal(respcache_key(a, sizeof a, "POST", "h", 1, "/p", 2, "", 0), 0);
   assert_int_equal(respcache_key(a, sizeof a, "get", "h", 1, "/p", 2, "", 0), 0);
