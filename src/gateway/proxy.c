@@ -526,15 +526,46 @@ static int answer_fallback(struct proxy_call *call) {
 
 /* Stored answers for the request's URI are dropped (after a successful
  * unsafe request to it). */
-static void invalidate(struct proxy_call *call) {
+static void invalidate_target(struct proxy_call *call, const char *host, size_t host_len,
+                              const char *path, size_t path_len, const char *query,
+                              size_t query_len) {
+  char key[RESPCACHE_KEY_MAX + 1];
+  size_t n = respcache_key(key, sizeof key, "GET", host ? host : "", host_len, path, path_len,
+                           query, query_len);
+  if (n)
+    respcache_invalidate(call->w->cache, key, n);
+}
+
+/* A successful unsafe request: its target URI, and those its answer's
+ * Location and Content-Location name on the same host (RFC 9111 4.4: a
+ * path, or an http URI of that host; a URI of another host could be one
+ * an attacker names to evict). */
+static void invalidate(struct proxy_call *call, const struct upstream_response *r) {
   struct http_request *req = http_request_of(call->ex);
   size_t host_len = 0;
   const char *host = http_header_get(req, "host", &host_len);
-  char key[RESPCACHE_KEY_MAX + 1];
-  size_t n = respcache_key(key, sizeof key, "GET", host ? host : "", host_len, req->path,
-                           req->path_len, req->query, req->query_len);
-  if (n)
-    respcache_invalidate(call->w->cache, key, n);
+  invalidate_target(call, host, host_len, req->path, req->path_len, req->query, req->query_len);
+  for (unsigned i = 0; r && i < r->n_headers; i++) {
+    const struct http_header *h = &r->headers[i];
+    if (!name_is(h, "location") && !name_is(h, "content-location"))
+      continue;
+    const char *v = h->value, *end = h->value + h->value_len;
+    if (end - v > 7 && strncasecmp(v, "http://", 7) == 0) {
+      const char *slash = memchr(v + 7, '/', (size_t)(end - v - 7));
+      const char *auth_end = slash ? slash : end;
+      if (!host || (size_t)(auth_end - v - 7) != host_len || strncasecmp(v + 7, host, host_len) != 0)
+        continue;
+      v = slash ? slash : end;
+    }
+    if (v == end || *v != '/' || (end - v > 1 && v[1] == '/'))
+      continue; /* not a path of this host */
+    const char *hash = memchr(v, '#', (size_t)(end - v));
+    if (hash)
+      end = hash;
+    const char *q = memchr(v, '?', (size_t)(end - v));
+    invalidate_target(call, host, host_len, v, (size_t)((q ? q : end) - v), q ? q + 1 : "",
+                      q ? (size_t)(end - q - 1) : 0);
+  }
 }
 
 /* A field of an upstream answer (interim or final) the client does not get:
@@ -598,7 +629,7 @@ static void relay(struct proxy_call *call, struct upstream_response *r) {
   } else if (r->status < 400 && !call->safe_method) {
     /* a successful unsafe request makes stored answers for its URI stale
      * (RFC 9111 4.4) */
-    invalidate(call);
+    invalidate(call, r);
   }
   /* stale-if-error covers 500 and 502..504 (RFC 5861); the static fallback
    * answers for an unavailable upstream (502..504) */
@@ -923,7 +954,7 @@ static void on_up_end(struct upstream_response *r, void *arg) {
   struct gw_state *st = call->st;
   try_ended(call, UPSTREAM_OK, r->status);
   if (r->status < 400 && !call->safe_method)
-    invalidate(call); /* as relay() does */
+    invalidate(call, r); /* as relay() does */
   report_end(call, r->status < 500);
   http_stream_end(call->ex);
   gw_state_leave(w, st);
@@ -1267,7 +1298,19 @@ static int try_cache(struct proxy_call *call, struct http_request *req) {
   call->crq.epoch = respcache_fetch_epoch(w->cache); /* what it may store is from now on */
   struct respcache_hit hit;
   uint64_t now = uv_now(w->loop);
-  switch (respcache_lookup_or_join(w->cache, key, n, &call->crq, now, on_cache_wait, call, &hit)) {
+  /* only-if-cached: a stored answer or 504, never a fetch (nor a wait on one) */
+  int only = (call->crq.flags & RESPCACHE_REQ_ONLY_IF_CACHED) != 0;
+  enum respcache_result r =
+      respcache_lookup_or_join(w->cache, key, n, &call->crq, now, only ? NULL : on_cache_wait, call, &hit);
+  if (only && r != RESPCACHE_HIT) {
+    call->cache_status = respcache_status_name(hit.status);
+    log_cache(call);
+    http_respond_error(call->ex, STRATA_EGATEWAY_TIMEOUT,
+                       "Not in the cache, and the request said only-if-cached.", NULL);
+    gw_state_leave(w, call->st);
+    return 1;
+  }
+  switch (r) {
   case RESPCACHE_HIT:
     answer_cached(call, &hit);
     gw_state_leave(w, call->st);

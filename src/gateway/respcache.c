@@ -230,7 +230,8 @@ enum {
   CC_PROXY_REVALIDATE = 1 << 5,
   CC_MAX_AGE = 1 << 6,
   CC_S_MAXAGE = 1 << 7,
-  CC_STALE_IF_ERROR = 1 << 8
+  CC_STALE_IF_ERROR = 1 << 8,
+  CC_ONLY_IF_CACHED = 1 << 9
 };
 
 enum { ARG_NONE = -1, ARG_MAX_AGE, ARG_S_MAXAGE, ARG_STALE_IF_ERROR, ARG_COUNT };
@@ -261,6 +262,7 @@ static void cc_parse(const struct http_header *h, unsigned n, struct cc *cc) {
       {"max-age", CC_MAX_AGE, ARG_MAX_AGE},
       {"s-maxage", CC_S_MAXAGE, ARG_S_MAXAGE},
       {"stale-if-error", CC_STALE_IF_ERROR, ARG_STALE_IF_ERROR},
+      {"only-if-cached", CC_ONLY_IF_CACHED, ARG_NONE},
   };
   memset(cc, 0, sizeof *cc);
   for (unsigned i = 0; i < n; i++) {
@@ -378,6 +380,8 @@ void respcache_request_init(struct respcache_request *rq, const char *method,
       rq->max_age_ms = cc.arg[ARG_MAX_AGE] * 1000;
     }
   }
+  if (cc.flags & CC_ONLY_IF_CACHED)
+    rq->flags |= RESPCACHE_REQ_ONLY_IF_CACHED;
   if (cc.flags & CC_STALE_IF_ERROR) {
     rq->flags |= RESPCACHE_REQ_STALE_LIMIT;
     rq->stale_limit_ms = cc.arg[ARG_STALE_IF_ERROR] * 1000;

@@ -145,7 +145,8 @@ enum respcache_req_flags {
   RESPCACHE_REQ_NO_LEAD = 1 << 2,  /* may wait on a fetch, not lead one */
   RESPCACHE_REQ_AUTH = 1 << 3,     /* carries credentials: shared_ok responses only */
   RESPCACHE_REQ_MAX_AGE = 1 << 4,  /* max_age_ms is set (client's max-age) */
-  RESPCACHE_REQ_STALE_LIMIT = 1 << 5 /* stale_limit_ms is set (client's stale-if-error) */
+  RESPCACHE_REQ_STALE_LIMIT = 1 << 5, /* stale_limit_ms is set (client's stale-if-error) */
+  RESPCACHE_REQ_ONLY_IF_CACHED = 1 << 6 /* a stored answer or 504 (RFC 9111 5.2.1.7) */
 };
 
 /* A client request as the cache sees it. headers are borrowed: they must

@@ -625,6 +625,35 @@ gateway:
         self.assertEqual((r.status, r.get("etag")), (200, '"abc"'))
         self.assertEqual(self.up.proxied, n, "a conditional request went upstream")
 
+    def test_location_targets_of_a_write_are_invalidated(self):
+        # RFC 9111 4.4: Location / Content-Location of a successful unsafe
+        # request, on the same host; another host's are left alone
+        for i, (field, value, dropped) in enumerate((
+                ("Location", "/cached/loc/a", True),
+                ("Content-Location", "http://GW.test/cached/loc/b?x=1", True),
+                ("Location", "http://other.test/cached/loc/c", False))):
+            with self.subTest(field=field, value=value):
+                target = value.split("test", 1)[-1] if value.startswith("http") else value
+                self.up.extra_headers = [("Cache-Control", "max-age=60")]
+                self.assertEqual(self.get(self.gw, target).status, 200)
+                n = self.up.proxied
+                self.up.extra_headers = [(field, value)]
+                r = exchange(self.gw.port, req("POST", f"/cached/loc/new{i}", "Content-Length: 0"))
+                self.assertEqual(r.status, 200, r)
+                self.up.extra_headers = [("Cache-Control", "max-age=60")]
+                self.get(self.gw, target)
+                self.assertEqual(self.up.proxied, n + 1 + (1 if dropped else 0), target)
+
+    def test_only_if_cached(self):
+        # RFC 9111 5.2.1.7: a stored answer or 504, never a fetch
+        n = self.up.proxied
+        r = self.get(self.gw, "/cached/oic", "Cache-Control: only-if-cached")
+        self.assert_json_error(r, 504)
+        self.assertEqual(self.up.proxied, n)
+        self.assertEqual(self.get(self.gw, "/cached/oic").status, 200)
+        r = self.get(self.gw, "/cached/oic", "Cache-Control: only-if-cached")
+        self.assertEqual((r.status, self.up.proxied), (200, n + 1), r)
+
     def test_a_hit_keeps_the_origins_date(self):
         # Age counts from the origin's Date: a hit with the gateway's own
         # Date beside a stored Expires would age twice (RFC 9111 4.2)
