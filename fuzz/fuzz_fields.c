@@ -1,7 +1,8 @@
 /* libFuzzer target for the header-field values the gateway reads from
  * clients and upstreams: HTTP-dates, Retry-After, the deadline header,
  * traceparent and request ids, and the response cache's reading of
- * Cache-Control, Vary, Date, Expires, Age and Pragma on both sides.
+ * Cache-Control, Vary, Date, Expires, Age and Pragma on both sides, and its
+ * evaluation of If-None-Match / If-Modified-Since against a stored answer.
  *
  * The input is split at newlines into header lines "Name: value" (at most
  * 16); each value also goes through the single-value parsers, and the
@@ -58,5 +59,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   respcache_policy_from_response(404, h, n, 1795824000000ull, 3, NULL, &pol);
   struct respcache_request rq;
   respcache_request_init(&rq, "GET", h, n, n & 1);
+  /* the same fields as both a request's validators and a stored answer */
+  struct respcache_hit hit = {RESPCACHE_STATUS_HIT, 200, h, n, "", 0, 0};
+  respcache_not_modified(&rq, &hit, 1795824000000ull);
+  for (unsigned i = 0; i < n; i++)
+    respcache_field_in_304(&h[i]);
   return 0;
 }
