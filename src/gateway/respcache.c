@@ -397,8 +397,10 @@ void respcache_request_init(struct respcache_request *rq, const char *method,
     else if (field_is(h, "range") || field_is(h, "if-match") ||
              field_is(h, "if-unmodified-since") || field_is(h, "if-range"))
       rq->flags |= RESPCACHE_REQ_BYPASS | RESPCACHE_REQ_NO_STORE;
-    else if (field_is(h, "if-none-match") || field_is(h, "if-modified-since"))
+    else if (field_is(h, "if-none-match") || field_is(h, "if-modified-since")) {
       rq->flags |= RESPCACHE_REQ_NO_LEAD; /* its response may be a 304 */
+      rq->conditional = 1;
+    }
   }
   if (authenticated)
     rq->flags |= RESPCACHE_REQ_AUTH;
@@ -945,7 +947,8 @@ static int etag_listed(const struct respcache_request *rq, const struct http_hea
 
 int respcache_not_modified(const struct respcache_request *rq, const struct respcache_hit *hit,
                            uint64_t now_epoch_ms) {
-  if (!rq || !hit || (hit->http_status != 200 && hit->http_status != 203))
+  if (!rq || !hit || !rq->conditional ||
+      (hit->http_status != 200 && hit->http_status != 203))
     return 0;
   if (find_field(rq->headers, rq->n_headers, "if-none-match"))
     return etag_listed(rq, find_field(hit->headers, hit->n_headers, "etag"));

@@ -159,6 +159,7 @@ struct respcache_request {
   uint64_t max_age_ms; /* RESPCACHE_REQ_MAX_AGE: oldest response acceptable */
   uint64_t stale_limit_ms; /* RESPCACHE_REQ_STALE_LIMIT: most staleness acceptable on error */
   uint64_t epoch;      /* respcache_fetch_epoch() before its lookup (0 from init) */
+  int conditional;     /* If-None-Match or If-Modified-Since: respcache_not_modified() looks */
 };
 
 /* The number a fetch beginning now carries (set rq->epoch to it before the

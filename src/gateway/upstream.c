@@ -286,9 +286,9 @@ static int count_head(struct upstream_call *call, size_t n) {
   return call->head_bytes > UPSTREAM_MAX_HEAD ? -1 : 0;
 }
 
-/* The reason phrase arrives in spans, like a field name (call->field holds
- * it until the first field begins). */
-static int on_status(llhttp_t *p, const char *at, size_t n) {
+/* A span of a field name or of the reason phrase, both gathered in
+ * call->field (the phrase is taken out of it before the first field). */
+static int on_field_span(llhttp_t *p, const char *at, size_t n) {
   struct upstream_call *call = CALL(p);
   return call && count_head(call, n) == 0 &&
                  grow_append(call->a, &call->field, &call->field_len, at, n) == 0
@@ -311,14 +311,6 @@ static int on_status_complete(llhttp_t *p) {
   call->field = NULL;
   call->field_len = 0;
   return 0;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t n) {
-  struct upstream_call *call = CALL(p);
-  return call && count_head(call, n) == 0 &&
-                 grow_append(call->a, &call->field, &call->field_len, at, n) == 0
-             ? 0
-             : -1;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
@@ -495,9 +487,9 @@ static int on_message_complete(llhttp_t *p) {
 
 static void init_settings(void) {
   llhttp_settings_init(&settings);
-  settings.on_status = on_status;
+  settings.on_status = on_field_span;
   settings.on_status_complete = on_status_complete;
-  settings.on_header_field = on_header_field;
+  settings.on_header_field = on_field_span;
   settings.on_header_value = on_header_value;
   settings.on_header_value_complete = on_header_value_complete;
   settings.on_headers_complete = on_headers_complete;

@@ -760,24 +760,20 @@ class UpstreamFraming(OneUpstreamCase):
             with self.subTest(status=status, reason=reason, size=size):
                 self.fake.set("raw", hold_s=0.05, data=b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\n"
                               b"Connection: close\r\n\r\n" % (status, reason, size) + b"x" * size)
-                c = Conn(self.gw.port, IO)
-                try:
-                    c.send(req("GET", "/reason"))
-                    deadline = time.monotonic() + IO
-                    while b"\r\n" not in c.buf and c._fill(deadline):
-                        pass
-                    self.assertEqual(c.buf.split(b"\r\n")[0], b"HTTP/1.1 %d %s" % (status, reason))
-                finally:
-                    c.close()
+                self.assertEqual(self.status_line("/reason"), b"HTTP/1.1 %d %s" % (status, reason))
         # the gateway's own answers keep its phrases
         self.fake.set("malformed", kind="cl_te")
+        self.assertEqual(self.status_line("/reason-own"), b"HTTP/1.1 502 Bad Gateway")
+
+    def status_line(self, path):
+        """The first line of the answer to GET path (the rest is not waited for)."""
         c = Conn(self.gw.port, IO)
         try:
-            c.send(req("GET", "/reason-own"))
+            c.send(req("GET", path))
             deadline = time.monotonic() + IO
             while b"\r\n" not in c.buf and c._fill(deadline):
                 pass
-            self.assertEqual(c.buf.split(b"\r\n")[0], b"HTTP/1.1 502 Bad Gateway")
+            return c.buf.split(b"\r\n")[0]
         finally:
             c.close()
 

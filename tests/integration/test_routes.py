@@ -548,19 +548,23 @@ gateway:
         self.assertEqual(self.up.proxied, n + 2)
         self.assertEqual(self.cache_lines("/cached/b", 2)[-1], "BYPASS")
 
-    def test_concurrent_misses_are_coalesced(self):
+    def get_concurrently(self, path, n, stagger_s=0.0):
+        """n GETs of path from n threads (started stagger_s apart); their answers."""
         import threading
-        self.up.set("slow", delay_ms=300)
-        n = self.up.proxied
         results = []
-
-        def one():
-            results.append(self.get(self.gw, "/cached/herd"))
-        threads = [threading.Thread(target=one) for _ in range(10)]
+        threads = [threading.Thread(target=lambda: results.append(self.get(self.gw, path)))
+                   for _ in range(n)]
         for t in threads:
             t.start()
+            time.sleep(stagger_s)
         for t in threads:
             t.join()
+        return results
+
+    def test_concurrent_misses_are_coalesced(self):
+        self.up.set("slow", delay_ms=300)
+        n = self.up.proxied
+        results = self.get_concurrently("/cached/herd", 10)
         self.assertEqual([r.status for r in results], [200] * 10)
         self.assertEqual(self.up.proxied, n + 1, "concurrent misses each reached the upstream")
         self.assertEqual(len({r.body for r in results}), 1)
@@ -570,21 +574,11 @@ gateway:
     def test_waiters_on_a_failed_fetch_get_the_stale_copy(self):
         # RFC 5861: the leader's fetch failed and a stale copy may stand in;
         # the waiters take it rather than each trying the failing upstream
-        import threading
         self.get(self.gw, "/cached/failing")
         time.sleep(1.1)  # past the route's 1 s ttl, inside stale_if_error
         self.up.set("slow", delay_ms=400, status=503)
         n = self.up.proxied
-        results = []
-
-        def one():
-            results.append(self.get(self.gw, "/cached/failing"))
-        threads = [threading.Thread(target=one) for _ in range(8)]
-        for t in threads:
-            t.start()
-            time.sleep(0.01)
-        for t in threads:
-            t.join()
+        results = self.get_concurrently("/cached/failing", 8, stagger_s=0.01)
         self.assertEqual([(r.status, r.get("x-strata-fallback")) for r in results], [(200, "stale")] * 8)
         self.assertEqual(self.up.proxied, n + 1, "the waiters each tried the failing upstream")
 
