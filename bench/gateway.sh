@@ -11,7 +11,8 @@
 # Proxies, one at a time, pinned to CPU 0, one worker/thread each, keep-alive
 # to the upstreams, round robin over both, no access logs:
 #   strata   bin/strata gateway --workers 1 --log-level warn
-#            --health-interval 1s, its default policies on (active health
+#            --health-interval 1s --busy-poll BUSY_POLL (100us), its
+#            default policies on (active health
 #            checks, passive ejection, breakers, retries with a budget,
 #            timeouts, metrics, X-Forwarded-* / X-Request-Id / traceparent).
 #   nginx    upstream block with keepalive NGINX_KEEPALIVE (64) and
@@ -19,7 +20,10 @@
 #            cleared, worker_processes 1 (master_process off).
 #   haproxy  haproxy -db (a child of this script), nbthread 1, mode http,
 #            option http-keep-alive, http-reuse always, balance roundrobin,
-#            HTTP checks of /health/ready every 1 s (as strata's), no log.
+#            HTTP checks of /health/ready every 1 s (as strata's), no log,
+#            busy-polling when strata busy-polls (BUSY_POLL not 0s): each
+#            proxy's own answer to the cost of waking an idle vCPU (nginx
+#            has none).
 #   Both peers forward the client as a usual reverse-proxy setup does and as
 #   strata always does: the client's Host kept, X-Forwarded-For appended to,
 #   X-Forwarded-Proto and X-Forwarded-Host set (nginx: proxy_set_header;
@@ -38,20 +42,23 @@
 #    figures: per round, strata against that round's faster peer, and the
 #    median of those paired ratios.
 # 2. Instructions per proxied keep-alive request of the proxy process alone
-#    under callgrind (nginx with master_process off, haproxy -db nbthread 1):
+#    under callgrind (nginx with master_process off, haproxy -db nbthread 1),
+#    without busy polling in strata and HAProxy: under callgrind the client
+#    is slow, and a spin would count the polling while it waits as work:
 #    bench/kaclient.py sends N1 and then N2 sequential requests on one
 #    connection in two separate runs; (Ir(N2) - Ir(N1)) / (N2 - N1).
 #
 # The results replace the block between the gateway markers in
 # docs/benchmarks.md. Knobs: ROUNDS=7 DURATION=8s CONNS_LIST="50 200"
-# N1=2000 N2=12000 PROXY_PATH=/ NGINX_KEEPALIVE=64 PEER_HEADERS=forwarding, ports SPORT=18521
+# N1=2000 N2=12000 PROXY_PATH=/ NGINX_KEEPALIVE=64 PEER_HEADERS=forwarding
+# BUSY_POLL=100us (0s: neither strata nor HAProxy busy-polls), ports SPORT=18521
 # NPORT=18522 HPORT=18523 UPORT1=18524 UPORT2=18525 (callgrind: SPORT+10).
 # At the defaults it takes about 7 minutes (6.3 of them wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-7} DURATION=${DURATION:-8s} CONNS_LIST=${CONNS_LIST:-50 200}
 N1=${N1:-2000} N2=${N2:-12000} PROXY_PATH=${PROXY_PATH:-/}
-NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-64}
+NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-64} BUSY_POLL=${BUSY_POLL:-100us}
 SPORT=${SPORT:-18521} NPORT=${NPORT:-18522} HPORT=${HPORT:-18523}
 UPORT1=${UPORT1:-18524} UPORT2=${UPORT2:-18525}
 BODY='{"status":"up"}'
@@ -62,8 +69,18 @@ bench_init wrk nginx haproxy valgrind taskset curl python3 ss
 case $PROXY_PATH in /health/* | /metrics*) echo "bench: the gateway answers $PROXY_PATH itself, choose a proxied path" >&2; exit 1 ;; esac
 
 PROXIES=(strata nginx haproxy)
-start_strata_gateway() { start_gateway "$@" -- "${GATEWAY_ARGS[@]}"; } # port [wrapper...]
-start_fn() { case $1 in strata) echo start_strata_gateway ;; nginx) echo start_nginx_proxy ;; haproxy) echo start_haproxy ;; esac; }
+# busy polling (SPIN=1) in the throughput rounds only, not under callgrind
+SPIN=1
+spinning() { [ "$SPIN" = 1 ] && [ "$BUSY_POLL" != 0s ] && [ "$BUSY_POLL" != 0 ]; }
+start_strata_gateway() { # port [wrapper...]
+  local spin=()
+  spinning && spin=(--busy-poll "$BUSY_POLL")
+  start_gateway "$@" -- "${GATEWAY_ARGS[@]}" "${spin[@]}"
+}
+start_haproxy_peer() { # port [wrapper...]
+  if spinning; then HAPROXY_BUSY_POLLING=1 start_haproxy "$@"; else start_haproxy "$@"; fi
+}
+start_fn() { case $1 in strata) echo start_strata_gateway ;; nginx) echo start_nginx_proxy ;; haproxy) echo start_haproxy_peer ;; esac; }
 port_of() { case $1 in strata) echo "$SPORT" ;; nginx) echo "$NPORT" ;; haproxy) echo "$HPORT" ;; esac; }
 logs() { echo "$work/strata.err" "$work"/*/*.err "$work"/*/error.log; }
 up() { # port: wait for a listener, print the logs if none comes
@@ -183,6 +200,7 @@ echo "(throughput rounds took $SECONDS s so far)"
 t_cg=$SECONDS
 echo "== callgrind: instructions per proxied keep-alive request, proxy process alone ($N1 and $N2 requests)"
 declare -A IPR
+SPIN=0
 for who in "${PROXIES[@]}"; do
   fn=$(start_fn "$who")
   instr_start "$fn" "$N1" "$PROXY_PATH"; a=$ir
@@ -203,7 +221,8 @@ wrk -t1 -cN -d$DURATION --latency on \`$PROXY_PATH\`, $ROUNDS alternating rounds
 wrk and the two upstream nginx instances on CPU 1. Proxy CPU = the proxy's user+system time over the wrk run (100% = CPU 0 saturated);
 upstream connections closed = new TIME-WAIT sockets towards the upstreams during the run (the proxy closed them: its pool kept fewer idle connections than it had requests in flight).
 $(if [ "${PEER_HEADERS:-forwarding}" = forwarding ]; then echo "nginx and HAProxy forward the client as strata does (Host kept, X-Forwarded-For appended to, X-Forwarded-Proto and X-Forwarded-Host set); strata also sends Forwarded, Via, X-Request-Id, traceparent and its deadline field."; else echo "PEER_HEADERS=bare: nginx and HAProxy send the upstream no forwarding fields (nginx sends Host: pool); strata sends X-Forwarded-*, Forwarded, Via, X-Request-Id, traceparent and its deadline field."; fi)
-Command: \`bench/gateway.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION CONNS_LIST="$CONNS_LIST" N1=$N1 N2=$N2 PROXY_PATH=$PROXY_PATH NGINX_KEEPALIVE=$NGINX_KEEPALIVE PEER_HEADERS=${PEER_HEADERS:-forwarding}).
+Command: \`bench/gateway.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION CONNS_LIST="$CONNS_LIST" N1=$N1 N2=$N2 PROXY_PATH=$PROXY_PATH NGINX_KEEPALIVE=$NGINX_KEEPALIVE PEER_HEADERS=${PEER_HEADERS:-forwarding} BUSY_POLL=$BUSY_POLL).
+$(if [ "$BUSY_POLL" != 0s ] && [ "$BUSY_POLL" != 0 ]; then echo "Busy polling in the throughput rounds: strata --busy-poll $BUSY_POLL (adaptive), HAProxy busy-polling (nginx has no such setting); both off under callgrind."; else echo "No busy polling (BUSY_POLL=$BUSY_POLL)."; fi)
 
 | round | connections | proxy | requests/s | p50 (us) | p99 (us) | proxy CPU | upstream connections closed (% of requests) |
 |---|---|---|---|---|---|---|---|

@@ -280,7 +280,8 @@ start_nginx_proxy() { # port [wrapper...]
 # HAProxy as a reverse proxy over UPSTREAMS, in the foreground (-db): one
 # thread, mode http, keep-alive both ways, http-reuse always, round robin,
 # HTTP health checks of /health/ready every second (as the gateway's), no
-# logging; PEER_HEADERS as for nginx.
+# logging; PEER_HEADERS as for nginx; HAPROXY_BUSY_POLLING=1 adds the
+# global busy-polling (never sleep in the poller).
 # Errors and warnings go to $work/haproxy.$port/haproxy.err.
 start_haproxy() { # port [wrapper...]
   local port=$1; shift
@@ -292,6 +293,7 @@ start_haproxy() { # port [wrapper...]
 global
   nbthread 1
   maxconn 4096
+$([ -n "${HAPROXY_BUSY_POLLING:-}" ] && echo "  busy-polling")
 defaults
   mode http
   option http-keep-alive

@@ -154,6 +154,11 @@ static int build(int argc, char **argv, struct strata_config *out, struct gw_set
         snprintf(why_out, why_cap, "strata gateway: --log-level must be debug, info, warn, error or off");
         return 2;
       }
+    } else if (strcmp(a, "--busy-poll") == 0) {
+      if (cli_parse_busy_poll(v, &cfg.http.busy_poll_us, why, sizeof why) != 0) {
+        snprintf(why_out, why_cap, "strata gateway: --busy-poll %s", why);
+        return 2;
+      }
     } else if (strcmp(a, "--health-interval") == 0) {
       if (parse_ms(v, &pool->health_interval_ms) != 0) {
         snprintf(why_out, why_cap, "strata gateway: --health-interval needs a duration such as 1s");

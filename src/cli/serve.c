@@ -85,6 +85,12 @@ int cli_serve(int argc, char **argv) {
       workers = u;
       workers_given = 1;
       i++;
+    } else if (strcmp(a, "--busy-poll") == 0 && v) {
+      if (cli_parse_busy_poll(v, &cfg.http.busy_poll_us, why, sizeof why) != 0) {
+        fprintf(stderr, "strata serve: --busy-poll %s\n", why);
+        return 2;
+      }
+      i++;
     } else if (strcmp(a, "--service") == 0 && v) {
       service = v;
       i++;

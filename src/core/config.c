@@ -38,6 +38,7 @@ enum value_kind {
   VAL_SECTION = 1, /* a mapping bound with its own key table */
   VAL_SIZE,        /* bytes: 512, 8k, 1m, 1g */
   VAL_DURATION,    /* milliseconds, written with a unit: 250ms, 10s */
+  VAL_DURATION_US, /* microseconds, written with a unit: 100us, 1ms */
   VAL_COUNT,       /* a plain whole number */
   VAL_STRING,      /* text that must fit a fixed char array */
   VAL_LISTEN,      /* HOST:PORT into a char array and a uint16_t */
@@ -97,6 +98,7 @@ static const struct key_spec http_keys[] = {
   NUMBER(struct http_limits, "max_connections", VAL_COUNT, max_connections, 1, 1000000),
   NUMBER(struct http_limits, "drain_timeout", VAL_DURATION, drain_timeout_ms, 0, HOUR),
   NUMBER(struct http_limits, "max_json_depth", VAL_COUNT, max_json_depth, 1, 1000),
+  NUMBER(struct http_limits, "busy_poll", VAL_DURATION_US, busy_poll_us, 0, BUSY_POLL_MAX_US),
   END_OF_TABLE,
 };
 
@@ -410,11 +412,14 @@ malformed:
   return -1;
 }
 
-int config_parse_duration_ms(const char *text, uint64_t *out_ms, char *why,
-                             size_t why_len) {
-  static const struct { const char *unit; uint64_t ms; } units[] = {
-    { "ms", 1 }, { "s", SEC }, { "m", MIN }, { "h", HOUR },
-  };
+struct duration_unit {
+  const char *unit;
+  uint64_t scale;
+};
+
+/* Digits and one of the units; hint names them for the error. */
+static int parse_duration(const char *text, const struct duration_unit *units, size_t n_units,
+                          const char *hint, uint64_t *out, char *why, size_t why_len) {
   const char *p = text;
   uint64_t v = 0;
   size_t i;
@@ -424,24 +429,41 @@ int config_parse_duration_ms(const char *text, uint64_t *out_ms, char *why,
     goto malformed;
   if (*p == '\0') {
     /* A bare 30 could mean seconds or milliseconds; make the author say. */
-    set_why(why, why_len, "has no unit (add ms, s, m or h, e.g. 10s)");
+    set_why(why, why_len, "has no unit (add %s)", hint);
     return -1;
   }
-  for (i = 0; i < sizeof units / sizeof units[0]; i++) {
+  for (i = 0; i < n_units; i++) {
     if (strcmp(p, units[i].unit) != 0)
       continue;
-    if (rc == -2 || v > UINT64_MAX / units[i].ms) {
+    if (rc == -2 || v > UINT64_MAX / units[i].scale) {
       set_why(why, why_len, "is too large");
       return -2;
     }
-    *out_ms = v * units[i].ms;
+    *out = v * units[i].scale;
     return 0;
   }
 
 malformed:
-  set_why(why, why_len,
-          "is not a duration (use a whole number with a unit ms, s, m or h, e.g. 10s)");
+  set_why(why, why_len, "is not a duration (use a whole number with a unit %s)", hint);
   return -1;
+}
+
+int config_parse_duration_ms(const char *text, uint64_t *out_ms, char *why,
+                             size_t why_len) {
+  static const struct duration_unit units[] = {
+    { "ms", 1 }, { "s", SEC }, { "m", MIN }, { "h", HOUR },
+  };
+  return parse_duration(text, units, sizeof units / sizeof units[0], "ms, s, m or h, e.g. 10s",
+                        out_ms, why, why_len);
+}
+
+int config_parse_duration_us(const char *text, uint64_t *out_us, char *why,
+                             size_t why_len) {
+  static const struct duration_unit units[] = {
+    { "us", 1 }, { "ms", SEC }, { "s", SEC * SEC },
+  };
+  return parse_duration(text, units, sizeof units / sizeof units[0], "us, ms or s, e.g. 100us",
+                        out_us, why, why_len);
 }
 
 int config_parse_count(const char *text, uint64_t *out, char *why, size_t why_len) {
@@ -670,12 +692,13 @@ static const struct unit size_units[] = { { GIB, "g" }, { MIB, "m" }, { KIB, "k"
 static const struct unit duration_units[] = {
   { HOUR, "h" }, { MIN, "m" }, { SEC, "s" }, { 1, "ms" },
 };
+static const struct unit duration_us_units[] = { { SEC * SEC, "s" }, { SEC, "ms" }, { 1, "us" } };
 
 /* Writes v the way the file would say it: 1m rather than 1048576. */
 static void format_value(enum value_kind kind, uint64_t v, char *buf, size_t size) {
   const struct unit *u;
 
-  if (kind != VAL_SIZE && kind != VAL_DURATION) {
+  if (kind != VAL_SIZE && kind != VAL_DURATION && kind != VAL_DURATION_US) {
     snprintf(buf, size, "%" PRIu64, v);
     return;
   }
@@ -683,7 +706,8 @@ static void format_value(enum value_kind kind, uint64_t v, char *buf, size_t siz
     snprintf(buf, size, kind == VAL_SIZE ? "0" : "0s");
     return;
   }
-  for (u = kind == VAL_SIZE ? size_units : duration_units; v % u->size != 0; u++)
+  u = kind == VAL_SIZE ? size_units : kind == VAL_DURATION ? duration_units : duration_us_units;
+  for (; v % u->size != 0; u++)
     ;
   snprintf(buf, size, "%" PRIu64 "%s", v / u->size, u->suffix);
 }
@@ -788,11 +812,14 @@ static void bind_scalar(struct binder *b, const struct key_spec *k, const struct
   switch (k->kind) {
   case VAL_SIZE:
   case VAL_DURATION:
+  case VAL_DURATION_US:
   case VAL_COUNT:
     if (k->kind == VAL_SIZE)
       rc = config_parse_size(text, &v, why, sizeof why);
     else if (k->kind == VAL_DURATION)
       rc = config_parse_duration_ms(text, &v, why, sizeof why);
+    else if (k->kind == VAL_DURATION_US)
+      rc = config_parse_duration_us(text, &v, why, sizeof why);
     else
       rc = config_parse_count(text, &v, why, sizeof why);
     if (rc == -1) {

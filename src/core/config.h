@@ -34,7 +34,10 @@ struct http_limits {
   uint32_t max_connections;   /* concurrent connections, whole process */
   uint32_t drain_timeout_ms;  /* graceful shutdown: wait for in-flight */
   uint32_t max_json_depth;    /* nesting of JSON request bodies → 400 */
+  uint32_t busy_poll_us;      /* spin up to this long before sleeping; 0 = off */
 };
+
+#define BUSY_POLL_MAX_US 10000u /* http.busy_poll, --busy-poll: at most 10ms */
 
 /* Embedded storage (SQLite) settings shared by every domain database. */
 struct storage_settings {
@@ -243,11 +246,14 @@ int config_request_path_ok(const char *path);
  * formed but does not fit in 64 bits; why is written on both errors.
  *   size:     digits with an optional k, m or g (x1024, any case): 8k, 1m
  *   duration: digits with a required unit ms, s, m or h; stored in ms
+ *   duration_us: digits with a required unit us, ms or s; stored in us
  *   count:    digits only
  * No sign, spaces, hex, exponents or fractions are accepted. */
 int config_parse_size(const char *text, uint64_t *out, char *why,
                       size_t why_len);
 int config_parse_duration_ms(const char *text, uint64_t *out_ms, char *why,
+                             size_t why_len);
+int config_parse_duration_us(const char *text, uint64_t *out_us, char *why,
                              size_t why_len);
 int config_parse_count(const char *text, uint64_t *out, char *why,
                        size_t why_len);

@@ -42,6 +42,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http/busypoll.h"
 #include "http/chunkline.h"
 #include "http/trysend.h"
 #include "http/writeq.h"
@@ -558,6 +559,7 @@ static enum feed_result feed(struct upstream_conn *c, struct upstream_call *call
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct upstream_conn *c = (struct upstream_conn *)s;
   struct upstream_call *call = c->call;
+  busypoll_note();
   if (!call) { /* parked */
     if (nread != 0)
       conn_close(c); /* closed by the upstream, or bytes nobody asked for */

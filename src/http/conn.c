@@ -49,6 +49,7 @@
 #include <strings.h>
 
 #include "core/error.h"
+#include "http/busypoll.h"
 #include "http/internal.h"
 #include "http/trysend.h"
 #include "observe/log.h"
@@ -325,6 +326,7 @@ static struct conn *conn_new(struct worker *w, uint64_t *open) {
 
 void conn_accept(struct worker *w, uv_tcp_t *listener, const struct router *router) {
   uint64_t open;
+  busypoll_note();
   struct conn *c = conn_new(w, &open);
   if (!c)
     return;
@@ -376,6 +378,7 @@ static void keep_pending(struct conn *c, const char *data, size_t len) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct conn *c = (struct conn *)s;
+  busypoll_note();
   if (nread == 0)
     return;
   if (nread < 0) {

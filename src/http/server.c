@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "http/busypoll.h"
 #include "http/internal.h"
 #include "observe/health.h"
 #include "observe/log.h"
@@ -349,7 +350,9 @@ static void worker_main(void *arg) {
     } else
       w->extra_listening = 1;
   }
-  uv_run(&w->loop, UV_RUN_DEFAULT);
+  struct busypoll busy;
+  busypoll_init(&busy, s->cfg.http.busy_poll_us);
+  busypoll_run(&busy, &w->loop);
   if (s->hooks.stop) {
     s->hooks.stop(w->index, &w->loop, w->data, s->hooks.ctx);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* the close callbacks of what it closed */

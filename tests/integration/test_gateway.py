@@ -1585,5 +1585,76 @@ class Observability(OneUpstreamCase):
         self.assertEqual(line.get("method"), "GET")
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class BusyPoll(OneUpstreamCase):
+    """--busy-poll: the worker spins for the next event before sleeping, only
+    while events keep coming within the limit (http.busy_poll)."""
+
+    @classmethod
+    def gateway(cls, port):
+        return Gateway([port], "--busy-poll", "10ms", health_interval="60s")
+
+    def load(self, gw, seconds, pause=0.0):
+        """Sequential keep-alive GETs for about `seconds`, `pause` seconds
+        apart; returns how many."""
+        c = Conn(gw.port)
+        n, end = 0, time.monotonic() + seconds
+        try:
+            while time.monotonic() < end:
+                c.send(req("GET", f"/busy/{n}"))
+                r = c.read()
+                self.assertEqual(r.status if r else None, 200, r)
+                n += 1
+                time.sleep(pause)
+        finally:
+            c.close()
+        return n
+
+    def test_keep_alive_and_new_connections_are_served(self):
+        self.assertGreater(self.load(self.gw, 0.3), 0)
+        for i in range(30):  # a new connection's first request is not held up by a spin
+            r = self.get(self.gw, f"/fresh/{i}", "Connection: close")
+            self.assertEqual(r.status, 200, r)
+
+    def test_spins_under_load_and_not_when_idle(self):
+        plain = Gateway([self.fake.port], health_interval="60s").start()
+        try:
+            used = {}
+            for name, gw in (("plain", plain), ("busy", self.gw)):
+                self.load(gw, 0.3, 0.002)  # let the window settle
+                t0 = cpu_seconds(gw.proc.pid)
+                self.load(gw, 1.0, 0.002)
+                used[name] = cpu_seconds(gw.proc.pid) - t0
+        finally:
+            plain.stop_checked()
+        # Between requests (2ms apart, under the 10ms limit) the busy
+        # gateway keeps polling instead of sleeping.
+        self.assertGreater(used["busy"], 2 * used["plain"] + 0.05, used)
+        # Idle, the window decays to nothing within a few sleeps.
+        time.sleep(1.0)
+        t0 = cpu_seconds(self.gw.proc.pid)
+        time.sleep(2.0)
+        self.assertLess(cpu_seconds(self.gw.proc.pid) - t0, 0.2)
+
+    def test_bad_values_are_refused(self):
+        for args, why in ((["gateway", "--listen", "127.0.0.1:1", "--upstream", "127.0.0.1:2",
+                            "--busy-poll", "100"], "--busy-poll 100: has no unit"),
+                          (["serve", "--busy-poll", "11ms"], "--busy-poll 11ms: is out of range (0s .. 10ms)")):
+            p = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=10)
+            self.assertEqual(p.returncode, 2, p)
+            self.assertIn(why, p.stderr)
+
+    def test_serve_takes_it_too(self):
+        with Server("--busy-poll", "100us") as srv:
+            status, _, body = srv.http("GET", "/health/live")
+            self.assertEqual(status, 200, body)
+
+
 if __name__ == "__main__":
     unittest.main()

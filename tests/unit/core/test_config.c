@@ -72,6 +72,7 @@ static void assert_defaults(const struct strata_config *cfg) {
   assert_int_equal(cfg->http.max_connections, 10000);
   assert_int_equal(cfg->http.drain_timeout_ms, 10000);
   assert_int_equal(cfg->http.max_json_depth, 32);
+  assert_int_equal(cfg->http.busy_poll_us, 0);
   assert_int_equal(cfg->storage.synchronous, DB_SYNC_FULL);
   assert_int_equal(cfg->cache.max_entries, 100000);
   assert_int_equal(cfg->cache.max_bytes, 64 * 1048576);
@@ -134,7 +135,8 @@ static void test_full_valid_file(void **state) {
                              "  idle_timeout: 1h\n"
                              "  max_connections: 20000\n"
                              "  drain_timeout: 0s\n"
-                             "  max_json_depth: 64\n",
+                             "  max_json_depth: 64\n"
+                             "  busy_poll: 250us\n",
                              &cfg, &errs),
                    0);
   assert_int_equal(errs.count, 0);
@@ -153,6 +155,7 @@ static void test_full_valid_file(void **state) {
   assert_int_equal(cfg.http.max_connections, 20000);
   assert_int_equal(cfg.http.drain_timeout_ms, 0);
   assert_int_equal(cfg.http.max_json_depth, 64);
+  assert_int_equal(cfg.http.busy_poll_us, 250);
 }
 
 static void test_partial_file_overlays_defaults(void **state) {
@@ -281,6 +284,10 @@ static void test_storage_cache_bus_sections(void **state) {
 
   expect_only_error("storage:\n  synchronous: off\n", 2,
                     "storage.synchronous: \"off\" is not a synchronous mode (use full or normal)");
+  expect_only_error("http:\n  busy_poll: 11ms\n", 2,
+                    "http.busy_poll: \"11ms\" is out of range (0s .. 10ms)");
+  expect_only_error("http:\n  busy_poll: 100\n", 2,
+                    "http.busy_poll: \"100\" has no unit (add us, ms or s, e.g. 100us)");
   expect_only_error("bus:\n  max_attempts: 0\n", 2,
                     "bus.max_attempts: \"0\" is out of range (1 .. 100)");
   expect_only_error("bus:\n  max_attempts: 101\n", 2,
@@ -575,8 +582,40 @@ static void test_parse_size(void **state) {
   assert_int_equal(config_parse_size(NULL, &v, NULL, 0), -1);
 }
 
+typedef int (*duration_parser)(const char *, uint64_t *, char *, size_t);
+struct duration_case {
+  const char *text;
+  uint64_t want;
+};
+
+/* Each good text parses to its value; each bad one is refused with
+ * malformed; a bare number gets no_unit; too_large overflows. */
+static void check_duration_parser(duration_parser parse, const struct duration_case *good,
+                                  size_t n_good, const char *const *bad, size_t n_bad,
+                                  const char *malformed, const char *no_unit,
+                                  const char *too_large) {
+  char why[128];
+  uint64_t v;
+  size_t i;
+
+  for (i = 0; i < n_good; i++) {
+    assert_int_equal(parse(good[i].text, &v, why, sizeof why), 0);
+    assert_true(v == good[i].want);
+  }
+  for (i = 0; i < n_bad; i++) {
+    assert_int_equal(parse(bad[i], &v, why, sizeof why), -1);
+    assert_string_equal(why, malformed);
+  }
+  assert_int_equal(parse("10", &v, why, sizeof why), -1);
+  assert_string_equal(why, no_unit);
+  assert_int_equal(parse(too_large, &v, why, sizeof why), -2);
+  assert_string_equal(why, "is too large");
+}
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
 static void test_parse_duration(void **state) {
-  static const struct { const char *text; uint64_t want; } good[] = {
+  static const struct duration_case good[] = {
     { "0ms", 0 }, { "0s", 0 }, { "100ms", 100 }, { "10s", 10000 }, { "2m", 120000 },
     { "1h", 3600000 },
   };
@@ -585,23 +624,26 @@ static void test_parse_duration(void **state) {
   };
   char why[128];
   uint64_t v;
-  size_t i;
 
   (void)state;
-  for (i = 0; i < sizeof good / sizeof good[0]; i++) {
-    assert_int_equal(config_parse_duration_ms(good[i].text, &v, why, sizeof why), 0);
-    assert_true(v == good[i].want);
-  }
-  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    assert_int_equal(config_parse_duration_ms(bad[i], &v, why, sizeof why), -1);
-    assert_string_equal(why, "is not a duration (use a whole number with a unit ms, s, m or h, "
-                             "e.g. 10s)");
-  }
-  assert_int_equal(config_parse_duration_ms("10", &v, why, sizeof why), -1);
-  assert_string_equal(why, "has no unit (add ms, s, m or h, e.g. 10s)");
-  assert_int_equal(config_parse_duration_ms("99999999999999999999s", &v, why, sizeof why), -2);
-  assert_string_equal(why, "is too large");
+  check_duration_parser(config_parse_duration_ms, good, COUNT(good), bad, COUNT(bad),
+                        "is not a duration (use a whole number with a unit ms, s, m or h, "
+                        "e.g. 10s)",
+                        "has no unit (add ms, s, m or h, e.g. 10s)", "99999999999999999999s");
   assert_int_equal(config_parse_duration_ms("5124095576030432h", &v, why, sizeof why), -2);
+}
+
+static void test_parse_duration_us(void **state) {
+  static const struct duration_case good[] = {
+    { "0us", 0 }, { "0s", 0 }, { "100us", 100 }, { "2ms", 2000 }, { "3s", 3000000 },
+  };
+  static const char *const bad[] = { "", "us", "1.5ms", "10US", "10 us", "1m", "1h", "5\xc2\xb5s" };
+
+  (void)state;
+  check_duration_parser(config_parse_duration_us, good, COUNT(good), bad, COUNT(bad),
+                        "is not a duration (use a whole number with a unit us, ms or s, "
+                        "e.g. 100us)",
+                        "has no unit (add us, ms or s, e.g. 100us)", "18446744073709552s");
 }
 
 static void test_parse_count(void **state) {
@@ -957,6 +999,7 @@ int main(void) {
     cmocka_unit_test(test_nesting_limit),
     cmocka_unit_test(test_parse_size),
     cmocka_unit_test(test_parse_duration),
+    cmocka_unit_test(test_parse_duration_us),
     cmocka_unit_test(test_parse_count),
     cmocka_unit_test(test_parse_listen),
     cmocka_unit_test(test_log_levels),

@@ -1,0 +1,53 @@
+/* Adaptive busy polling for a worker's event loop: see busypoll.h. */
+#include "http/busypoll.h"
+
+_Thread_local uint64_t busypoll_events;
+
+void busypoll_init(struct busypoll *bp, uint32_t limit_us) {
+  bp->limit_ns = (uint64_t)limit_us * 1000u;
+  bp->window_ns = 0;
+}
+
+void busypoll_adapt(struct busypoll *bp, uint64_t gap_ns) {
+  if (gap_ns <= bp->limit_ns) {
+    uint64_t w = bp->window_ns ? bp->window_ns * 2 : BUSYPOLL_GROW_START_NS;
+    bp->window_ns = w < bp->limit_ns ? w : bp->limit_ns;
+  } else {
+    bp->window_ns /= 2;
+    if (bp->window_ns < BUSYPOLL_GROW_START_NS)
+      bp->window_ns = 0;
+  }
+}
+
+/* Each uv_run(UV_RUN_NOWAIT) is one loop turn with a zero poll timeout:
+ * spinning is taking turns until one handles an event, so libuv keeps
+ * doing all the polling (and registers new descriptors first, as always). */
+void busypoll_run(struct busypoll *bp, uv_loop_t *loop) {
+  if (!bp->limit_ns) {
+    uv_run(loop, UV_RUN_DEFAULT);
+    return;
+  }
+  uint64_t seen = busypoll_events;
+  while (uv_run(loop, UV_RUN_NOWAIT)) {
+    if (busypoll_events != seen || uv_backend_timeout(loop) == 0) {
+      seen = busypoll_events; /* it did work, or has more to do at once */
+      continue;
+    }
+    uint64_t start = uv_hrtime();
+    int alive = 1;
+    while (uv_hrtime() - start < bp->window_ns) {
+      if (!(alive = uv_run(loop, UV_RUN_NOWAIT)) || busypoll_events != seen)
+        break;
+    }
+    if (!alive)
+      break;
+    if (busypoll_events == seen) { /* the spin found nothing: sleep */
+      if (!uv_run(loop, UV_RUN_ONCE))
+        break;
+      /* the gap is over-counted by the turn that handled the event: it
+       * errs towards shorter spins */
+      busypoll_adapt(bp, uv_hrtime() - start);
+    }
+    seen = busypoll_events;
+  }
+}
