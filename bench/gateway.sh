@@ -71,7 +71,8 @@ case $PROXY_PATH in /health/* | /metrics*) echo "bench: the gateway answers $PRO
 PROXIES=(strata nginx haproxy)
 # busy polling (SPIN=1) in the throughput rounds only, not under callgrind
 SPIN=1
-spinning() { [ "$SPIN" = 1 ] && [ "$BUSY_POLL" != 0s ] && [ "$BUSY_POLL" != 0 ]; }
+busy_poll_on() { ! [[ $BUSY_POLL =~ ^0+(us|ms|s)?$ ]]; } # 0, 0s, 0us, 0ms: off
+spinning() { [ "$SPIN" = 1 ] && busy_poll_on; }
 start_strata_gateway() { # port [wrapper...]
   local spin=()
   spinning && spin=(--busy-poll "$BUSY_POLL")
@@ -222,7 +223,7 @@ wrk and the two upstream nginx instances on CPU 1. Proxy CPU = the proxy's user+
 upstream connections closed = new TIME-WAIT sockets towards the upstreams during the run (the proxy closed them: its pool kept fewer idle connections than it had requests in flight).
 $(if [ "${PEER_HEADERS:-forwarding}" = forwarding ]; then echo "nginx and HAProxy forward the client as strata does (Host kept, X-Forwarded-For appended to, X-Forwarded-Proto and X-Forwarded-Host set); strata also sends Forwarded, Via, X-Request-Id, traceparent and its deadline field."; else echo "PEER_HEADERS=bare: nginx and HAProxy send the upstream no forwarding fields (nginx sends Host: pool); strata sends X-Forwarded-*, Forwarded, Via, X-Request-Id, traceparent and its deadline field."; fi)
 Command: \`bench/gateway.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION CONNS_LIST="$CONNS_LIST" N1=$N1 N2=$N2 PROXY_PATH=$PROXY_PATH NGINX_KEEPALIVE=$NGINX_KEEPALIVE PEER_HEADERS=${PEER_HEADERS:-forwarding} BUSY_POLL=$BUSY_POLL).
-$(if [ "$BUSY_POLL" != 0s ] && [ "$BUSY_POLL" != 0 ]; then echo "Busy polling in the throughput rounds: strata --busy-poll $BUSY_POLL (adaptive), HAProxy busy-polling (nginx has no such setting); both off under callgrind."; else echo "No busy polling (BUSY_POLL=$BUSY_POLL)."; fi)
+$(if busy_poll_on; then echo "Busy polling in the throughput rounds: strata --busy-poll $BUSY_POLL (adaptive), HAProxy busy-polling (nginx has no such setting); both off under callgrind."; else echo "No busy polling (BUSY_POLL=$BUSY_POLL)."; fi)
 
 | round | connections | proxy | requests/s | p50 (us) | p99 (us) | proxy CPU | upstream connections closed (% of requests) |
 |---|---|---|---|---|---|---|---|

@@ -21,32 +21,38 @@ void busypoll_adapt(struct busypoll *bp, uint64_t gap_ns) {
 
 /* Each uv_run(UV_RUN_NOWAIT) is one loop turn with a zero poll timeout:
  * spinning is taking turns until one handles an event, so libuv keeps
- * doing all the polling (and registers new descriptors first, as always). */
+ * doing all the polling (and registers new descriptors first, as always).
+ * The time slept comes from libuv's idle-time metric, so the turn that
+ * handles the waking event does not count as waiting. */
 void busypoll_run(struct busypoll *bp, uv_loop_t *loop) {
   if (!bp->limit_ns) {
     uv_run(loop, UV_RUN_DEFAULT);
     return;
   }
+  uv_loop_configure(loop, UV_METRICS_IDLE_TIME);
   uint64_t seen = busypoll_events;
   while (uv_run(loop, UV_RUN_NOWAIT)) {
     if (busypoll_events != seen || uv_backend_timeout(loop) == 0) {
       seen = busypoll_events; /* it did work, or has more to do at once */
       continue;
     }
-    uint64_t start = uv_hrtime();
+    uint64_t start = uv_hrtime(), now = start;
     int alive = 1;
-    while (uv_hrtime() - start < bp->window_ns) {
+    while (now - start < bp->window_ns) {
       if (!(alive = uv_run(loop, UV_RUN_NOWAIT)) || busypoll_events != seen)
         break;
+      now = uv_hrtime();
     }
     if (!alive)
       break;
     if (busypoll_events == seen) { /* the spin found nothing: sleep */
+      uint64_t idle = uv_metrics_idle_time(loop);
       if (!uv_run(loop, UV_RUN_ONCE))
         break;
-      /* the gap is over-counted by the turn that handled the event: it
-       * errs towards shorter spins */
-      busypoll_adapt(bp, uv_hrtime() - start);
+      /* Only an event sizes the window: a timer or a wake-up from another
+       * thread says nothing about when the next request comes. */
+      if (busypoll_events != seen)
+        busypoll_adapt(bp, (now - start) + (uv_metrics_idle_time(loop) - idle));
     }
     seen = busypoll_events;
   }

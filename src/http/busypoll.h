@@ -36,7 +36,9 @@ static inline void busypoll_note(void) { busypoll_events++; }
 void busypoll_init(struct busypoll *bp, uint32_t limit_us);
 
 /* Runs loop until it has nothing left to do, as uv_run(UV_RUN_DEFAULT) does,
- * spinning up to the current window before each sleep. */
+ * spinning up to the current window before each sleep. uv_stop() does not
+ * end it (uv_run clears the flag on return); the worker loops it drives end
+ * by closing their handles. */
 void busypoll_run(struct busypoll *bp, uv_loop_t *loop);
 
 /* Adapts the window to a wait that spun in vain and then slept: gap_ns is
