@@ -60,7 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct respcache_request rq;
   respcache_request_init(&rq, "GET", h, n, n & 1);
   /* the same fields as both a request's validators and a stored answer */
-  struct respcache_hit hit = {RESPCACHE_STATUS_HIT, 200, h, n, "", 0, 0};
+  struct respcache_hit hit = {.status = RESPCACHE_STATUS_HIT, .http_status = 200, .headers = h,
+                             .n_headers = n, .body = ""};
   respcache_not_modified(&rq, &hit, 1795824000000ull);
   for (unsigned i = 0; i < n; i++)
     respcache_field_in_304(&h[i]);

@@ -462,6 +462,7 @@ static void answer_cached(struct proxy_call *call, const struct respcache_hit *h
   }
   if (call->head)
     http_set_head_length(ex, hit->body_len);
+  http_set_reason(ex, hit->reason, hit->reason_len); /* as on the miss that stored it */
   http_respond(ex, hit->http_status, NULL, hit->body, hit->body_len);
 }
 
@@ -619,7 +620,8 @@ static void relay(struct proxy_call *call, struct upstream_response *r) {
     if (respcache_policy_from_response(r->status, r->headers, r->n_headers, wall,
                                        now - call->try_started, &rr, &pol))
       respcache_store(w->cache, call->cache_key, call->cache_key_len, &call->crq, &pol, r->status,
-                      r->headers, r->n_headers, r->body, r->body_len, now);
+                      r->reason, r->reason_len, r->headers, r->n_headers, r->body, r->body_len,
+                      now);
     else if (r->status < 500 && r->status != 304 &&
              !(call->crq.flags & (RESPCACHE_REQ_AUTH | RESPCACHE_REQ_NO_STORE)))
       /* the origin's newer answer may not be kept (no-store, private, a

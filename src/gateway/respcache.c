@@ -100,6 +100,8 @@ struct entry {
   uint64_t epoch; /* the shared sequence when its fetch began */
   int shared_ok;
   int status;
+  const char *reason; /* the upstream's reason phrase */
+  size_t reason_len;
   struct http_header *headers;
   unsigned n_headers;
   unsigned n_vary;
@@ -727,6 +729,8 @@ static void fill_hit(struct respcache_hit *hit, const struct entry *e, uint64_t 
                      enum respcache_status status) {
   hit->status = status;
   hit->http_status = e->status;
+  hit->reason = e->reason;
+  hit->reason_len = e->reason_len;
   hit->headers = e->headers;
   hit->n_headers = e->n_headers;
   hit->body = e->body;
@@ -997,9 +1001,11 @@ static char *put(char **p, const char *s, size_t len) {
 
 int respcache_store(struct respcache *c, const char *key, size_t key_len,
                     const struct respcache_request *rq, const struct respcache_policy *p,
-                    int status, const struct http_header *headers, unsigned n_headers,
+                    int status, const char *reason, size_t reason_len,
+                    const struct http_header *headers, unsigned n_headers,
                     const void *body, size_t body_len, uint64_t now_ms) {
-  if (!c || !rq || !p || !key_ok(key, key_len) || (n_headers && !headers) || (body_len && !body))
+  if (!c || !rq || !p || !key_ok(key, key_len) || (n_headers && !headers) || (body_len && !body) ||
+      (reason_len && !reason))
     return STRATA_EVALIDATION;
   if (!p->storable || (rq->flags & RESPCACHE_REQ_NO_STORE) ||
       ((rq->flags & RESPCACHE_REQ_AUTH) && !p->shared_ok))
@@ -1019,7 +1025,8 @@ int respcache_store(struct respcache *c, const char *key, size_t key_len,
   int nv = vary_names(headers, n_headers, vnames, vlens);
   if (nv < 0)
     return 0;
-  size_t size = sizeof(struct entry) + (size_t)nv * sizeof(struct vary_field) + body_len;
+  size_t size =
+      sizeof(struct entry) + (size_t)nv * sizeof(struct vary_field) + reason_len + body_len;
   for (int i = 0; i < nv; i++) {
     if ((vvals[i] = request_field(rq, vnames[i], vlens[i], NULL)) == -2)
       return 0;
@@ -1076,6 +1083,8 @@ int respcache_store(struct respcache *c, const char *key, size_t key_len,
     if (v->present)
       w += request_field(rq, v->name, v->name_len, w);
   }
+  e->reason_len = reason_len;
+  e->reason = reason_len ? put(&w, reason, reason_len) : "";
   e->body = w;
   e->body_len = body_len;
   if (body_len)

@@ -183,6 +183,8 @@ enum respcache_status {
 struct respcache_hit {
   enum respcache_status status; /* for the access log; set on every lookup */
   int http_status;
+  const char *reason; /* the upstream's reason phrase, as it sent it */
+  size_t reason_len;
   const struct http_header *headers; /* filtered, in the upstream's order */
   unsigned n_headers;
   const char *body;
@@ -292,7 +294,8 @@ enum respcache_result respcache_lookup_stale(struct respcache *c, const char *ke
  * STRATA_EVALIDATION (bad arguments) / STRATA_EINTERNAL (OOM). */
 int respcache_store(struct respcache *c, const char *key, size_t key_len,
                     const struct respcache_request *rq, const struct respcache_policy *p,
-                    int status, const struct http_header *headers, unsigned n_headers,
+                    int status, const char *reason, size_t reason_len,
+                    const struct http_header *headers, unsigned n_headers,
                     const void *body, size_t body_len, uint64_t now_ms);
 
 /* Whether the client's own validators match the stored response hit, so

@@ -193,6 +193,19 @@ def exchange(port, data, head=False, timeout=IO):
         c.close()
 
 
+def status_line(port, path):
+    """The first line of the answer to GET path (the rest is not waited for)."""
+    c = Conn(port, IO)
+    try:
+        c.send(req("GET", path))
+        deadline = time.monotonic() + IO
+        while b"\r\n" not in c.buf and c._fill(deadline):
+            pass
+        return c.buf.split(b"\r\n")[0]
+    finally:
+        c.close()
+
+
 def req(method, path, *headers, host="gw.test", body=b"", version="HTTP/1.1"):
     lines = [f"{method} {path} {version}"]
     if host is not None:
@@ -760,22 +773,10 @@ class UpstreamFraming(OneUpstreamCase):
             with self.subTest(status=status, reason=reason, size=size):
                 self.fake.set("raw", hold_s=0.05, data=b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\n"
                               b"Connection: close\r\n\r\n" % (status, reason, size) + b"x" * size)
-                self.assertEqual(self.status_line("/reason"), b"HTTP/1.1 %d %s" % (status, reason))
+                self.assertEqual(status_line(self.gw.port, "/reason"), b"HTTP/1.1 %d %s" % (status, reason))
         # the gateway's own answers keep its phrases
         self.fake.set("malformed", kind="cl_te")
-        self.assertEqual(self.status_line("/reason-own"), b"HTTP/1.1 502 Bad Gateway")
-
-    def status_line(self, path):
-        """The first line of the answer to GET path (the rest is not waited for)."""
-        c = Conn(self.gw.port, IO)
-        try:
-            c.send(req("GET", path))
-            deadline = time.monotonic() + IO
-            while b"\r\n" not in c.buf and c._fill(deadline):
-                pass
-            return c.buf.split(b"\r\n")[0]
-        finally:
-            c.close()
+        self.assertEqual(status_line(self.gw.port, "/reason-own"), b"HTTP/1.1 502 Bad Gateway")
 
     def test_304_and_204_with_content_length_end_at_the_head(self):
         # the upstream keeps the connection open (closing it 3 s later; it

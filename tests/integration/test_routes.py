@@ -18,7 +18,7 @@ import unittest
 
 from fake_upstream import FakeUpstream
 from harness import BIN, Server, free_port
-from test_gateway import GatewayCase, exchange, req, wait_until
+from test_gateway import GatewayCase, exchange, req, status_line, wait_until
 
 
 class ConfigGateway(Server):
@@ -570,6 +570,16 @@ gateway:
         self.assertEqual(len({r.body for r in results}), 1)
         self.assertGreaterEqual(self.cache_lines("/cached/herd", 10).count("COALESCED"), 8,
                                 [x for x in self.gw.log_lines() if x.get("path") == "/cached/herd"])
+
+    def test_a_hit_keeps_the_upstreams_reason_phrase(self):
+        # as nginx's cache does: a stored answer keeps the upstream's status
+        # line, so a hit says what the miss said
+        self.up.set("raw", hold_s=0.05, data=b"HTTP/1.1 200 Fine, Thanks\r\nContent-Length: 2\r\n"
+                    b"Cache-Control: max-age=60\r\nConnection: close\r\n\r\nok")
+        n = self.up.proxied
+        lines = [status_line(self.gw.port, "/cached/reason") for _ in range(2)]
+        self.assertEqual(lines, [b"HTTP/1.1 200 Fine, Thanks"] * 2)
+        self.assertEqual(self.up.proxied, n + 1, "the second GET was not a hit")
 
     def test_waiters_on_a_failed_fetch_get_the_stale_copy(self):
         # RFC 5861: the leader's fetch failed and a stale copy may stand in;

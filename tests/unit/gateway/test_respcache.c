@@ -83,7 +83,8 @@ static int store_at(struct respcache *c, const char *key, const struct respcache
                     int status, const struct http_header *h, unsigned n, const char *body,
                     uint64_t now) {
   struct respcache_policy p = policy(status, h, n, NULL);
-  return respcache_store(c, key, strlen(key), rq, &p, status, h, n, body, strlen(body), now);
+  return respcache_store(c, key, strlen(key), rq, &p, status, "Fine", 4, h, n, body, strlen(body),
+                         now);
 }
 
 static enum respcache_result lookup(struct respcache *c, const char *key,
@@ -501,6 +502,7 @@ static void test_fresh_hit_and_age(void **state) {
   assert_int_equal(lookup(c, KEY, &rq, T0 + 1999, &hit), RESPCACHE_HIT);
   assert_int_equal(hit.status, RESPCACHE_STATUS_HIT);
   assert_int_equal(hit.http_status, 203);
+  assert_true(hit.reason_len == 4 && memcmp(hit.reason, "Fine", 4) == 0); /* kept as sent */
   assert_int_equal(hit.age_s, 6); /* 5 s received + 1.999 s resident, floored */
   assert_body(&hit, "{\"a\":1}");
   assert_int_equal(hit.n_headers, 2); /* Age is the cache's to send */
@@ -1304,19 +1306,23 @@ static void test_arguments_and_names(void **state) {
   assert_non_null(c);
   struct respcache_request rq = request(NULL, 0);
   struct respcache_policy p = policy(200, NULL, 0, &(struct respcache_route){1000, 0});
-  assert_int_equal(respcache_store(c, KEY, 0, &rq, &p, 200, NULL, 0, "", 0, T0),
+  assert_int_equal(respcache_store(c, KEY, 0, &rq, &p, 200, NULL, 0, NULL, 0, "", 0, T0),
                    STRATA_EVALIDATION);
-  assert_int_equal(respcache_store(c, KEY, KLEN, &rq, &p, 200, NULL, 0, NULL, 3, T0),
+  assert_int_equal(respcache_store(c, KEY, KLEN, &rq, &p, 200, NULL, 0, NULL, 0, NULL, 3, T0),
                    STRATA_EVALIDATION);
-  assert_int_equal(respcache_store(c, KEY, RESPCACHE_KEY_MAX + 1, &rq, &p, 200, NULL, 0, "", 0, T0),
+  assert_int_equal(respcache_store(c, KEY, RESPCACHE_KEY_MAX + 1, &rq, &p, 200, NULL, 0, NULL, 0,
+                                   "", 0, T0),
                    STRATA_EVALIDATION);
   struct respcache_hit hit;
   assert_int_equal(respcache_lookup_or_join(c, KEY, 0, &rq, T0, NULL, NULL, &hit),
                    RESPCACHE_FETCH);
   assert_int_equal(hit.status, RESPCACHE_STATUS_BYPASS);
-  assert_int_equal(respcache_store(c, KEY, KLEN, &rq, &p, 204, NULL, 0, NULL, 0, T0), 1);
+  assert_int_equal(respcache_store(c, KEY, KLEN, &rq, &p, 200, NULL, 3, NULL, 0, NULL, 0, T0),
+                   STRATA_EVALIDATION); /* a reason length without the reason */
+  assert_int_equal(respcache_store(c, KEY, KLEN, &rq, &p, 204, NULL, 0, NULL, 0, NULL, 0, T0), 1);
   assert_int_equal(lookup(c, KEY, &rq, T0, &hit), RESPCACHE_HIT);
   assert_int_equal(hit.http_status, 204);
+  assert_int_equal(hit.reason_len, 0);
   assert_int_equal(hit.body_len, 0);
   respcache_free(c);
 
