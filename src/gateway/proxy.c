@@ -537,6 +537,45 @@ static void invalidate_target(struct proxy_call *call, const char *host, size_t 
     respcache_invalidate(call->w->cache, key, n);
 }
 
+/* A URI an upstream's answer names: as a client path, and, when the route
+ * rewrites its prefix and the path lies under the prefix the upstream sees,
+ * as the client path that maps to it (upstream /api/items/1 on a route
+ * /shop -> /api is the client's /shop/items/1). */
+static void invalidate_named(struct proxy_call *call, const char *host, size_t host_len,
+                             const char *path, size_t path_len, const char *query,
+                             size_t query_len) {
+  invalidate_target(call, host, host_len, path, path_len, query, query_len);
+  const struct route_config *rc = &call->route->rc;
+  if (!rc->prefix[0] || !(rc->strip_prefix || rc->rewrite_prefix[0]))
+    return;
+  size_t up_len = strlen(rc->rewrite_prefix), pre_len = strlen(rc->prefix);
+  while (up_len && rc->rewrite_prefix[up_len - 1] == '/')
+    up_len--;
+  while (pre_len && rc->prefix[pre_len - 1] == '/')
+    pre_len--;
+  if (path_len < up_len || memcmp(path, rc->rewrite_prefix, up_len) != 0 ||
+      (path_len > up_len && path[up_len] != '/'))
+    return; /* not under the upstream's prefix: no client path maps to it */
+  const char *rest = path + up_len;
+  size_t rest_len = path_len - up_len;
+  char client[RESPCACHE_KEY_MAX + 1];
+  if (pre_len + rest_len + 1 > sizeof client)
+    return;
+  memcpy(client, rc->prefix, pre_len);
+  memcpy(client + pre_len, rest, rest_len);
+  if (rest_len > 1 || !pre_len) {
+    size_t len = pre_len + rest_len;
+    if (!len) /* route / -> /v2, upstream /v2: the client's / */
+      client[len++] = '/';
+    invalidate_target(call, host, host_len, client, len, query, query_len);
+    return;
+  }
+  /* the upstream's bare prefix: both /shop and /shop/ map to it */
+  invalidate_target(call, host, host_len, client, pre_len, query, query_len);
+  client[pre_len] = '/';
+  invalidate_target(call, host, host_len, client, pre_len + 1, query, query_len);
+}
+
 /* A successful unsafe request: its target URI, and those its answer's
  * Location and Content-Location name on the same host (RFC 9111 4.4: a
  * path, or an http URI of that host; a URI of another host could be one
@@ -564,8 +603,8 @@ static void invalidate(struct proxy_call *call, const struct upstream_response *
     if (hash)
       end = hash;
     const char *q = memchr(v, '?', (size_t)(end - v));
-    invalidate_target(call, host, host_len, v, (size_t)((q ? q : end) - v), q ? q + 1 : "",
-                      q ? (size_t)(end - q - 1) : 0);
+    invalidate_named(call, host, host_len, v, (size_t)((q ? q : end) - v), q ? q + 1 : "",
+                     q ? (size_t)(end - q - 1) : 0);
   }
 }
 

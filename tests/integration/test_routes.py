@@ -489,6 +489,14 @@ gateway:
       pool: p
       retries: {{attempts: 1}}
       cache: {{ttl: 1s, stale_if_error: 30s}}
+    - match: {{prefix: /shop}}
+      pool: p
+      rewrite_prefix: /api
+      cache: {{ttl: 60s}}
+    - match: {{prefix: /legacy/}}
+      pool: p
+      strip_prefix: true
+      cache: {{ttl: 60s}}
     - match: {{prefix: /}}
       pool: p
 """).start()
@@ -647,6 +655,32 @@ gateway:
                 self.up.extra_headers = [("Cache-Control", "max-age=60")]
                 self.get(self.gw, target)
                 self.assertEqual(self.up.proxied, n + 1 + (1 if dropped else 0), target)
+
+    def test_location_in_the_upstreams_path_space_is_invalidated(self):
+        # on a route that rewrites its prefix the upstream names its own
+        # paths: /api/items/1 behind /shop -> /api is the client's /shop/items/1
+        for target, location in (("/shop/items/1", "/api/items/1"), ("/shop", "/api"),
+                                 ("/legacy/x?q=1", "/x?q=1"), ("/legacy/", "/")):
+            with self.subTest(target=target, location=location):
+                self.assertEqual(self.get(self.gw, target).status, 200)
+                n = self.up.proxied
+                self.get(self.gw, target)
+                self.assertEqual(self.up.proxied, n, f"{target} was not stored")
+                self.up.extra_headers = [("Location", location)]
+                prefix = "/shop" if target.startswith("/shop") else "/legacy"
+                r = exchange(self.gw.port, req("POST", f"{prefix}/new", "Content-Length: 0"))
+                self.assertEqual(r.status, 200, r)
+                self.up.extra_headers = []
+                self.get(self.gw, target)
+                self.assertEqual(self.up.proxied, n + 2, f"{location} did not invalidate {target}")
+        # a path outside the upstream's prefix maps to no client path
+        self.assertEqual(self.get(self.gw, "/shop/items/2").status, 200)
+        n = self.up.proxied
+        self.up.extra_headers = [("Location", "/apiary/items/2")]
+        exchange(self.gw.port, req("POST", "/shop/new", "Content-Length: 0"))
+        self.up.extra_headers = []
+        self.get(self.gw, "/shop/items/2")
+        self.assertEqual(self.up.proxied, n + 1, "an unrelated Location invalidated /shop/items/2")
 
     def test_only_if_cached(self):
         # RFC 9111 5.2.1.7: a stored answer or 504, never a fetch
