@@ -185,9 +185,21 @@ static int never_forwarded(const struct http_header *h, int request) {
   static const struct name ours_resp[] = {NAME("x-request-id"), {NULL, 0}};
   if (in_list(h, hop))
     return 1;
-  if (request)
-    return in_list(h, ours_req) || identity_is_reserved_header(h->name, h->name_len);
-  return in_list(h, ours_resp);
+  if (!request)
+    return in_list(h, ours_resp);
+  if (in_list(h, ours_req) || identity_is_reserved_header(h->name, h->name_len))
+    return 1;
+  /* CGI-style upstreams (WSGI, Rack, PHP) read X_Client_Id as X-Client-Id:
+   * a client must not spell its way past the list (nginx drops every name
+   * with an underscore by default; this drops only the ones that alias) */
+  char dashed[64];
+  if (h->name_len > sizeof dashed || !memchr(h->name, '_', h->name_len))
+    return 0;
+  for (size_t i = 0; i < h->name_len; i++)
+    dashed[i] = h->name[i] == '_' ? '-' : h->name[i];
+  struct http_header alias = {.name = dashed, .name_len = h->name_len};
+  return in_list(&alias, hop) || in_list(&alias, ours_req) ||
+         identity_is_reserved_header(dashed, h->name_len);
 }
 
 /* The next token of a Connection value from *p (skipping the separators

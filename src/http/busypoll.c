@@ -49,10 +49,13 @@ void busypoll_run(struct busypoll *bp, uv_loop_t *loop) {
       uint64_t idle = uv_metrics_idle_time(loop);
       if (!uv_run(loop, UV_RUN_ONCE))
         break;
-      /* Only an event sizes the window: a timer or a wake-up from another
-       * thread says nothing about when the next request comes. */
-      if (busypoll_events != seen)
-        busypoll_adapt(bp, (now - start) + (uv_metrics_idle_time(loop) - idle));
+      /* An event sizes the window either way. A timer or a wake-up from
+       * another thread says when the next request did not come: only that
+       * a wait this long would have been in vain, so it may only shrink it
+       * (an idle worker's window decays on its sweep timer). */
+      uint64_t gap = (now - start) + (uv_metrics_idle_time(loop) - idle);
+      if (busypoll_events != seen || gap > bp->limit_ns)
+        busypoll_adapt(bp, gap);
     }
     seen = busypoll_events;
   }

@@ -527,6 +527,18 @@ class Hygiene(OneUpstreamCase):
             self.assertNotIn(name, h)
         self.assertIn("x-keep", h)
 
+    def test_underscore_aliases_of_our_headers_dropped(self):
+        # CGI-style upstreams read X_Client_Id as X-Client-Id (HTTP_X_CLIENT_ID)
+        r = self.get(self.gw, "/id", "X_Strata_Identity: admin", "x_strata_scopes: *",
+                     "X_Client_Id: admin", "X_Forwarded_For: 10.9.9.9", "X_Request_Id: forged",
+                     "X_Strata_Deadline_Ms: 1", "Transfer_Encoding: chunked", "X_Keep: yes")
+        self.assertEqual(r.status, 200, r)
+        h = names_lower(upstream_headers(self.fake))
+        for name in ("x_strata_identity", "x_strata_scopes", "x_client_id", "x_forwarded_for",
+                     "x_request_id", "x_strata_deadline_ms", "transfer_encoding"):
+            self.assertNotIn(name, h)
+        self.assertIn("x_keep", h)  # other names with underscores pass, as HAProxy passes them
+
     def test_deadline_header_set_and_bounded(self):
         r = self.get(self.gw, "/dl", "X-Strata-Deadline-Ms: 999999")
         self.assertEqual(r.status, 200, r)
