@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/error.h"
@@ -178,32 +179,54 @@ static int challenge(struct gateway *gw, struct gw_conf *g, struct http_exchange
   return -1;
 }
 
-/* Verifies the request's credentials into *id. Without any: 401, or 0 with
- * an anonymous id when the route allows that. */
-static int authenticate(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex,
-                        int anonymous_ok, struct auth_identity *id) {
+/* How a request failed authentication: the challenge to answer with. */
+struct auth_failure {
+  enum auth_challenge challenge;
+  const char *description;
+};
+
+/* How many fields of the request are named name. */
+static unsigned count_fields(const struct http_request *req, const char *name) {
+  size_t len = strlen(name);
+  unsigned n = 0;
+  for (unsigned i = 0; i < req->n_headers; i++)
+    n += req->headers[i].name_len == len && strncasecmp(req->headers[i].name, name, len) == 0;
+  return n;
+}
+
+/* Verifies the request's credentials into *id: 0, with an anonymous id when
+ * there are none and the route allows that, else -1 and *f says why. */
+static int authenticate(struct gw_conf *g, struct http_exchange *ex, int anonymous_ok,
+                        struct auth_identity *id, struct auth_failure *f, char *why,
+                        size_t why_cap) {
   struct http_request *req = http_request_of(ex);
   size_t alen = 0, klen = 0;
   const char *authz = http_header_get(req, "authorization", &alen);
   const char *xkey = http_header_get(req, "x-api-key", &klen);
   struct auth_credentials cred;
+  /* a second Authorization or X-Api-Key is not a list (RFC 9110 5.3): the
+   * upstream could read the copy that was not checked */
+  *f = (struct auth_failure){AUTH_CHALLENGE_INVALID_REQUEST, "Credentials sent more than once."};
+  if (count_fields(req, "authorization") > 1 || count_fields(req, "x-api-key") > 1)
+    return -1;
   int rc = auth_credentials_parse(authz, alen, xkey, klen, &cred);
+  f->description = "Malformed credentials.";
   if (rc == STRATA_EBAD_REQUEST)
-    return challenge(gw, g, ex, AUTH_CHALLENGE_INVALID_REQUEST, "Malformed credentials.");
+    return -1;
   if ((rc != 0 || cred.scheme == AUTH_SCHEME_NONE) && anonymous_ok)
     return 0;
-  if (rc != 0 || cred.scheme == AUTH_SCHEME_NONE)
-    return challenge(gw, g, ex, AUTH_CHALLENGE_MISSING, "Credentials are required.");
-  if (cred.scheme == AUTH_SCHEME_API_KEY) {
-    if (!g->keys || auth_api_key(g->keys, cred.value, cred.len, id) != 0)
-      return challenge(gw, g, ex, AUTH_CHALLENGE_INVALID_TOKEN, "Unknown API key.");
-    return 0;
+  if (rc != 0 || cred.scheme == AUTH_SCHEME_NONE) {
+    *f = (struct auth_failure){AUTH_CHALLENGE_MISSING, "Credentials are required."};
+    return -1;
   }
-  char why[160];
-  if (!g->jwt.algs ||
-      auth_jwt(&g->jwt, cred.value, cred.len, (uint64_t)time(NULL), id, why, sizeof why) != 0)
-    return challenge(gw, g, ex, AUTH_CHALLENGE_INVALID_TOKEN, g->jwt.algs ? why : "Bearer tokens are not accepted.");
-  return 0;
+  *f = (struct auth_failure){AUTH_CHALLENGE_INVALID_TOKEN, "Unknown API key."};
+  if (cred.scheme == AUTH_SCHEME_API_KEY)
+    return !g->keys || auth_api_key(g->keys, cred.value, cred.len, id) != 0 ? -1 : 0;
+  f->description = g->jwt.algs ? why : "Bearer tokens are not accepted.";
+  return !g->jwt.algs ||
+                 auth_jwt(&g->jwt, cred.value, cred.len, (uint64_t)time(NULL), id, why, why_cap) != 0
+             ? -1
+             : 0;
 }
 
 /* 403 unless id holds one of the route's scopes ("a,b": any one will do). */
@@ -233,25 +256,12 @@ static int check_scopes(struct gateway *gw, struct gw_conf *g, struct http_excha
   return -1;
 }
 
-int gw_protect(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex, unsigned route,
-               struct auth_identity *id) {
-  const struct gw_route *rt = &g->s.routes[route];
-  /* anonymous until verified; the rest of *id (kilobytes of scope text)
-   * is only ever read after authentication filled it */
-  id->kind = AUTH_KIND_NONE;
-  id->subject[0] = id->scopes[0] = '\0';
-  id->expires_s = 0;
-  id->has_limit = 0;
-  if (g->credentials_accepted && authenticate(gw, g, ex, rt->rc.auth_anonymous, id) != 0)
-    return -1;
-  if (rt->rc.scopes[0] && check_scopes(gw, g, ex, rt->rc.scopes, id) != 0)
-    return -1;
-  struct ratelimit *rl = g->route_rl[route] ? g->route_rl[route] : g->rl;
-  if (!rl)
-    return 0;
-  /* the identity when there is one, else the client's address; API key
-   * ids and JWT subjects are separate names (a token issued for sub
-   * "ops" must not spend the "ops" key's budget) */
+/* Spends one unit of the request's budget: the identity's when there is
+ * one, else the client address's. 0, or -1 after answering 429. */
+static int rate_limit(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex,
+                      unsigned route, struct ratelimit *rl, const struct auth_identity *id) {
+  /* API key ids and JWT subjects are separate names (a token issued for
+   * sub "ops" must not spend the "ops" key's budget) */
   char key[300];
   if (id->kind != AUTH_KIND_NONE) {
     snprintf(key, sizeof key, "%s:%s", id->kind == AUTH_KIND_API_KEY ? "key" : "sub", id->subject);
@@ -276,4 +286,31 @@ int gw_protect(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex, 
     return -1;
   }
   return 0;
+}
+
+int gw_protect(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex, unsigned route,
+               struct auth_identity *id) {
+  const struct gw_route *rt = &g->s.routes[route];
+  struct ratelimit *rl = g->route_rl[route] ? g->route_rl[route] : g->rl;
+  /* anonymous until verified; the rest of *id (kilobytes of scope text)
+   * is only ever read after authentication filled it */
+  id->kind = AUTH_KIND_NONE;
+  id->subject[0] = id->scopes[0] = '\0';
+  id->expires_s = 0;
+  id->has_limit = 0;
+  struct auth_failure f;
+  char why[160];
+  if (g->credentials_accepted &&
+      authenticate(g, ex, rt->rc.auth_anonymous, id, &f, why, sizeof why) != 0) {
+    /* a failed attempt spends its address's budget, as nginx's limit_req
+     * runs before access checks: one address cannot guess keys unbounded */
+    id->kind = AUTH_KIND_NONE;
+    id->has_limit = 0;
+    if (rl && rate_limit(gw, g, ex, route, rl, id) != 0)
+      return -1;
+    return challenge(gw, g, ex, f.challenge, f.description);
+  }
+  if (rt->rc.scopes[0] && check_scopes(gw, g, ex, rt->rc.scopes, id) != 0)
+    return -1;
+  return rl ? rate_limit(gw, g, ex, route, rl, id) : 0;
 }

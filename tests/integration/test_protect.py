@@ -121,6 +121,22 @@ class ApiKeysAndJwt(unittest.TestCase):
             self.assertEqual(status, 401, token)
             self.assertIn("Bearer", h["www-authenticate"])
 
+    def test_credentials_sent_twice_are_refused(self):
+        # Authorization and X-Api-Key are not lists (RFC 9110 5.3): the
+        # upstream could read the copy the gateway did not check
+        n = self.up.proxied
+        for dup in ((f"Authorization: ApiKey {self.key}", "Authorization: Bearer evil.token.here"),
+                    (f"X-Api-Key: {self.key}", "x-api-key: other")):
+            raw = "GET /dup HTTP/1.1\r\nHost: t\r\n" + "\r\n".join(dup) + "\r\nConnection: close\r\n\r\n"
+            with socket.create_connection(("127.0.0.1", self.gw.port), timeout=5) as s:
+                s.sendall(raw.encode())
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data[:300])
+            self.assertIn(b'error="invalid_request"', data)
+        self.assertEqual(self.up.proxied, n, "a request with doubled credentials went upstream")
+
     def test_client_identity_headers_never_pass(self):
         self.gw.get(headers={"X-Api-Key": self.key, "X-Strata-Identity": "root", "X-Client-Id": "root"})
         up = self.upstream_headers()
@@ -147,6 +163,30 @@ class RateLimitNames(unittest.TestCase):
             # a token whose subject happens to be the key's id is someone else
             tok = hs256({"sub": "ops", "exp": int(time.time()) + 60}, secret)
             self.assertEqual(gw.get(headers={"Authorization": f"Bearer {tok}"})[0], 200)
+        finally:
+            self.assertEqual(gw.stop(), 0)
+            up.stop()
+
+
+class FailedAuthLimited(unittest.TestCase):
+    def test_failed_attempts_spend_the_address_budget(self):
+        # as nginx's limit_req runs before access checks: one address cannot
+        # guess keys without limit; a good key keeps its own budget
+        up = FakeUpstream()
+        up.start()
+        d = tempfile.mkdtemp()
+        key = "sk_test_" + secrets.token_hex(16)
+        with open(os.path.join(d, "keys"), "w") as f:
+            f.write(f"ops {hashlib.sha256(key.encode()).hexdigest()}\n")
+        gw = Gateway("--upstream", f"127.0.0.1:{up.port}", "--api-keys", os.path.join(d, "keys"),
+                     "--rate-limit", "2/m")
+        try:
+            answers = [gw.get(headers={"X-Api-Key": f"guess-{i}"}) for i in range(3)]
+            self.assertEqual([a[0] for a in answers], [401, 401, 429])
+            self.assertIn("www-authenticate", answers[0][1])
+            self.assertIn("retry-after", answers[2][1])
+            self.assertEqual(gw.get()[0], 429)  # no credentials: the same address
+            self.assertEqual(gw.get(headers={"X-Api-Key": key})[0], 200)
         finally:
             self.assertEqual(gw.stop(), 0)
             up.stop()
