@@ -144,52 +144,49 @@ class ApiKeysAndJwt(unittest.TestCase):
         self.assertEqual(up["x-client-id"], "svc-a")
 
 
-class RateLimitNames(unittest.TestCase):
-    def test_api_key_ids_and_jwt_subjects_have_separate_budgets(self):
-        up = FakeUpstream()
-        up.start()
+class KeyedGatewayCase(unittest.TestCase):
+    """A fresh upstream and a gateway with one API key "ops" (self.key), a
+    HS256 secret (self.secret) and a rate limit of 2 a minute."""
+
+    def setUp(self):
+        self.up = FakeUpstream()
+        self.up.start()
         d = tempfile.mkdtemp()
-        key = "sk_test_" + secrets.token_hex(16)
+        self.key = "sk_test_" + secrets.token_hex(16)
         with open(os.path.join(d, "keys"), "w") as f:
-            f.write(f"ops {hashlib.sha256(key.encode()).hexdigest()}\n")
-        secret = secrets.token_hex(32).encode()
+            f.write(f"ops {hashlib.sha256(self.key.encode()).hexdigest()}\n")
+        self.secret = secrets.token_hex(32).encode()
         with open(os.path.join(d, "jwt"), "wb") as f:
-            f.write(secret)
-        gw = Gateway("--upstream", f"127.0.0.1:{up.port}", "--api-keys", os.path.join(d, "keys"),
-                     "--jwt-hs256-secret-file", os.path.join(d, "jwt"), "--rate-limit", "2/m")
+            f.write(self.secret)
+        self.gw = Gateway("--upstream", f"127.0.0.1:{self.up.port}", "--api-keys", os.path.join(d, "keys"),
+                          "--jwt-hs256-secret-file", os.path.join(d, "jwt"), "--rate-limit", "2/m")
+
+    def tearDown(self):
         try:
-            statuses = [gw.get(headers={"X-Api-Key": key})[0] for _ in range(3)]
-            self.assertEqual(statuses, [200, 200, 429])
-            # a token whose subject happens to be the key's id is someone else
-            tok = hs256({"sub": "ops", "exp": int(time.time()) + 60}, secret)
-            self.assertEqual(gw.get(headers={"Authorization": f"Bearer {tok}"})[0], 200)
+            self.assertEqual(self.gw.stop(), 0)
         finally:
-            self.assertEqual(gw.stop(), 0)
-            up.stop()
+            self.up.stop()
 
 
-class FailedAuthLimited(unittest.TestCase):
+class RateLimitNames(KeyedGatewayCase):
+    def test_api_key_ids_and_jwt_subjects_have_separate_budgets(self):
+        statuses = [self.gw.get(headers={"X-Api-Key": self.key})[0] for _ in range(3)]
+        self.assertEqual(statuses, [200, 200, 429])
+        # a token whose subject happens to be the key's id is someone else
+        tok = hs256({"sub": "ops", "exp": int(time.time()) + 60}, self.secret)
+        self.assertEqual(self.gw.get(headers={"Authorization": f"Bearer {tok}"})[0], 200)
+
+
+class FailedAuthLimited(KeyedGatewayCase):
     def test_failed_attempts_spend_the_address_budget(self):
         # as nginx's limit_req runs before access checks: one address cannot
         # guess keys without limit; a good key keeps its own budget
-        up = FakeUpstream()
-        up.start()
-        d = tempfile.mkdtemp()
-        key = "sk_test_" + secrets.token_hex(16)
-        with open(os.path.join(d, "keys"), "w") as f:
-            f.write(f"ops {hashlib.sha256(key.encode()).hexdigest()}\n")
-        gw = Gateway("--upstream", f"127.0.0.1:{up.port}", "--api-keys", os.path.join(d, "keys"),
-                     "--rate-limit", "2/m")
-        try:
-            answers = [gw.get(headers={"X-Api-Key": f"guess-{i}"}) for i in range(3)]
-            self.assertEqual([a[0] for a in answers], [401, 401, 429])
-            self.assertIn("www-authenticate", answers[0][1])
-            self.assertIn("retry-after", answers[2][1])
-            self.assertEqual(gw.get()[0], 429)  # no credentials: the same address
-            self.assertEqual(gw.get(headers={"X-Api-Key": key})[0], 200)
-        finally:
-            self.assertEqual(gw.stop(), 0)
-            up.stop()
+        answers = [self.gw.get(headers={"X-Api-Key": f"guess-{i}"}) for i in range(3)]
+        self.assertEqual([a[0] for a in answers], [401, 401, 429])
+        self.assertIn("www-authenticate", answers[0][1])
+        self.assertIn("retry-after", answers[2][1])
+        self.assertEqual(self.gw.get()[0], 429)  # no credentials: the same address
+        self.assertEqual(self.gw.get(headers={"X-Api-Key": self.key})[0], 200)
 
 
 class RateLimit(unittest.TestCase):
