@@ -250,6 +250,16 @@ static int build(int argc, char **argv, struct strata_config *out, struct gw_set
   return 0;
 }
 
+/* Field by field: the struct has padding a memcmp would read. */
+static int http_limits_equal(const struct http_limits *a, const struct http_limits *b) {
+  return a->max_request_line == b->max_request_line && a->max_header_bytes == b->max_header_bytes &&
+         a->max_headers == b->max_headers && a->max_body_bytes == b->max_body_bytes &&
+         a->header_timeout_ms == b->header_timeout_ms && a->body_timeout_ms == b->body_timeout_ms &&
+         a->idle_timeout_ms == b->idle_timeout_ms && a->max_connections == b->max_connections &&
+         a->drain_timeout_ms == b->drain_timeout_ms && a->max_json_depth == b->max_json_depth &&
+         a->busy_poll_us == b->busy_poll_us;
+}
+
 struct reloader {
   int argc;
   char **argv;
@@ -261,13 +271,15 @@ static int reload(void *ctx, struct gw_settings *s, char *why, size_t why_len) {
   static struct strata_config cfg;
   if (build(r->argc, r->argv, &cfg, s, why, why_len) != 0)
     return -1;
-  /* Listeners and threads are the process's: they change with a restart. */
+  /* Listeners, threads and the HTTP server's settings are the process's:
+   * they change with a restart. */
   if (strcmp(cfg.listen_host, r->running.listen_host) != 0 ||
       cfg.listen_port != r->running.listen_port || cfg.workers != r->running.workers ||
-      s->admin_port != r->running.gateway.admin_port)
+      s->admin_port != r->running.gateway.admin_port ||
+      !http_limits_equal(&cfg.http, &r->running.http))
     log_event(LOG_WARN, "reload_partial", NULL,
-              "SIGHUP: listen addresses and workers change only with a restart; the rest is "
-              "reloaded");
+              "SIGHUP: listen addresses, workers and the http section (limits, timeouts, "
+              "busy_poll) change only with a restart; the rest is reloaded");
   return 0;
 }
 

@@ -849,6 +849,30 @@ gateway:
             a.stop()
             b.stop()
 
+    def test_http_section_changes_are_named_as_needing_a_restart(self):
+        import signal
+        a = FakeUpstream().start()
+        gw = ConfigGateway(self.YAML.format(port=a.port, prefix="one"))
+        gw.start()
+        try:
+            def reload(text):
+                with open(gw.config, "w") as f:
+                    f.write(text.replace("PORT", str(gw.port)))
+                n = sum(1 for x in gw.log_lines() if x.get("event") == "reloaded")
+                gw.proc.send_signal(signal.SIGHUP)
+                ok, _ = wait_until(lambda: sum(1 for x in gw.log_lines()
+                                               if x.get("event") == "reloaded") > n, 3.0)
+                self.assertTrue(ok, "no reloaded line")
+                return [x for x in gw.log_lines() if x.get("event") == "reload_partial"]
+            same = self.YAML.format(port=a.port, prefix="two")
+            self.assertEqual(reload(same), [], "a warning for a change that did reload")
+            warned = reload("http:\n  busy_poll: 100us\n" + same)
+            self.assertEqual(len(warned), 1, warned)
+            self.assertIn("busy_poll", warned[0].get("msg", ""))
+        finally:
+            self.assertEqual(gw.stop(), 0)
+            a.stop()
+
     BREAKER_YAML = """
 gateway:
   listen: 127.0.0.1:PORT
