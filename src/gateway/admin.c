@@ -138,7 +138,11 @@ static int authorized(struct gateway *g, struct http_exchange *ex) {
     sp++;
   if (!v || !want || len <= 6 || strncasecmp(v, "bearer", 6) != 0 || sp == 6 ||
       len - sp != want || CRYPTO_memcmp(v + sp, token, want) != 0) {
-    http_add_header(ex, "WWW-Authenticate", "Bearer realm=\"strata-admin\"");
+    /* a token that was sent and is wrong says so (RFC 6750 3.1) */
+    http_add_header(ex, "WWW-Authenticate",
+                    v && len > 6 && strncasecmp(v, "bearer", 6) == 0
+                        ? "Bearer realm=\"strata-admin\", error=\"invalid_token\""
+                        : "Bearer realm=\"strata-admin\"");
     http_respond_error(ex, STRATA_EUNAUTHORIZED, "The admin token is missing or wrong.", NULL);
     return 0;
   }

@@ -166,12 +166,27 @@ static void add_header_lines(struct http_exchange *ex, char *block) {
   }
 }
 
-static int challenge(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex,
-                     enum auth_challenge c, const char *description) {
-  char value[512];
+/* WWW-Authenticate: a challenge for every scheme accepted, the error on
+ * the one the rejected credentials used (an unknown API key is no Bearer
+ * token's error, RFC 6750 3.1), on all of them when that is unknown. */
+static void add_challenge(struct gw_conf *g, struct http_exchange *ex, enum auth_challenge c,
+                          unsigned used, const char *description, const char *scope) {
   unsigned schemes = (g->keys ? AUTH_SCHEME_API_KEY : 0) | (g->jwt.algs ? AUTH_SCHEME_BEARER : 0);
-  if (auth_www_authenticate(schemes, c, "strata", description, NULL, value, sizeof value))
-    http_add_header(ex, "WWW-Authenticate", value);
+  unsigned with_error = used & schemes ? used & schemes : schemes;
+  char value[768], rest[128];
+  size_t n = auth_www_authenticate(with_error, c, "strata", description, scope, value, 512);
+  if (!n)
+    return;
+  if ((schemes & ~with_error) &&
+      auth_www_authenticate(schemes & ~with_error, AUTH_CHALLENGE_MISSING, "strata", NULL, NULL,
+                            rest, sizeof rest))
+    snprintf(value + n, sizeof value - n, ", %s", rest);
+  http_add_header(ex, "WWW-Authenticate", value);
+}
+
+static int challenge(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex,
+                     enum auth_challenge c, unsigned used, const char *description) {
+  add_challenge(g, ex, c, used, description, NULL);
   __atomic_add_fetch(&gw->auth_failed, 1, __ATOMIC_RELAXED);
   int status = auth_challenge_status(c);
   http_respond_error(ex, status == 400 ? STRATA_EBAD_REQUEST : STRATA_EUNAUTHORIZED,
@@ -183,6 +198,7 @@ static int challenge(struct gateway *gw, struct gw_conf *g, struct http_exchange
 struct auth_failure {
   enum auth_challenge challenge;
   const char *description;
+  unsigned scheme; /* of the rejected credentials; 0: not known */
 };
 
 /* How many fields of the request are named name. */
@@ -206,7 +222,7 @@ static int authenticate(struct gw_conf *g, struct http_exchange *ex, int anonymo
   struct auth_credentials cred;
   /* a second Authorization or X-Api-Key is not a list (RFC 9110 5.3): the
    * upstream could read the copy that was not checked */
-  *f = (struct auth_failure){AUTH_CHALLENGE_INVALID_REQUEST, "Credentials sent more than once."};
+  *f = (struct auth_failure){AUTH_CHALLENGE_INVALID_REQUEST, "Credentials sent more than once.", 0};
   if (count_fields(req, "authorization") > 1 || count_fields(req, "x-api-key") > 1)
     return -1;
   int rc = auth_credentials_parse(authz, alen, xkey, klen, &cred);
@@ -216,10 +232,11 @@ static int authenticate(struct gw_conf *g, struct http_exchange *ex, int anonymo
   if ((rc != 0 || cred.scheme == AUTH_SCHEME_NONE) && anonymous_ok)
     return 0;
   if (rc != 0 || cred.scheme == AUTH_SCHEME_NONE) {
-    *f = (struct auth_failure){AUTH_CHALLENGE_MISSING, "Credentials are required."};
+    *f = (struct auth_failure){AUTH_CHALLENGE_MISSING, "Credentials are required.", 0};
     return -1;
   }
-  *f = (struct auth_failure){AUTH_CHALLENGE_INVALID_TOKEN, "Unknown API key."};
+  *f = (struct auth_failure){AUTH_CHALLENGE_INVALID_TOKEN, "Unknown API key.",
+                             (unsigned)cred.scheme};
   if (cred.scheme == AUTH_SCHEME_API_KEY)
     return !g->keys || auth_api_key(g->keys, cred.value, cred.len, id) != 0 ? -1 : 0;
   f->description = g->jwt.algs ? why : "Bearer tokens are not accepted.";
@@ -246,11 +263,9 @@ static int check_scopes(struct gateway *gw, struct gw_conf *g, struct http_excha
       used = sizeof listed - 1;
     p = end ? end + 1 : p + n;
   }
-  char value[512];
-  unsigned schemes = (g->keys ? AUTH_SCHEME_API_KEY : 0) | (g->jwt.algs ? AUTH_SCHEME_BEARER : 0);
-  if (auth_www_authenticate(schemes, AUTH_CHALLENGE_INSUFFICIENT_SCOPE, "strata",
-                            "A scope this route needs is missing.", listed, value, sizeof value))
-    http_add_header(ex, "WWW-Authenticate", value);
+  add_challenge(g, ex, AUTH_CHALLENGE_INSUFFICIENT_SCOPE,
+                id->kind == AUTH_KIND_API_KEY ? AUTH_SCHEME_API_KEY : AUTH_SCHEME_BEARER,
+                "A scope this route needs is missing.", listed);
   __atomic_add_fetch(&gw->forbidden, 1, __ATOMIC_RELAXED);
   http_respond_error(ex, STRATA_EFORBIDDEN, "A scope this route needs is missing.", NULL);
   return -1;
@@ -308,7 +323,7 @@ int gw_protect(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex, 
     id->has_limit = 0;
     if (rl && rate_limit(gw, g, ex, route, rl, id) != 0)
       return -1;
-    return challenge(gw, g, ex, f.challenge, f.description);
+    return challenge(gw, g, ex, f.challenge, f.scheme, f.description);
   }
   if (rt->rc.scopes[0] && check_scopes(gw, g, ex, rt->rc.scopes, id) != 0)
     return -1;

@@ -105,7 +105,17 @@ class ApiKeysAndJwt(unittest.TestCase):
             self.assertNotIn("x-api-key", {k for k in up if up[k] == self.key and k != "x-api-key"})
 
     def test_wrong_api_key_401(self):
-        self.assertEqual(self.gw.get(headers={"X-Api-Key": self.key + "x"})[0], 401)
+        status, h, _ = self.gw.get(headers={"X-Api-Key": self.key + "x"})
+        self.assertEqual(status, 401)
+        # the error is the ApiKey challenge's, not the Bearer one's (no
+        # bearer token was sent, RFC 6750 3.1); both schemes are offered
+        www = h["www-authenticate"]
+        self.assertIn('ApiKey realm="strata", error="invalid_token"', www)
+        self.assertRegex(www, r'Bearer realm="strata"(,\s*ApiKey|$)')
+        status, h, _ = self.gw.get(headers={"Authorization": "Bearer not.a.token"})
+        www = h["www-authenticate"]
+        self.assertIn('Bearer realm="strata", error="invalid_token"', www)
+        self.assertRegex(www, r'ApiKey realm="strata"$')
 
     def test_jwt_valid_expired_wrong_audience_none(self):
         now = int(time.time())

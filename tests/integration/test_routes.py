@@ -330,8 +330,14 @@ gateway:
             self.flaky.extra_headers = []
 
     def test_admin_requires_token(self):
-        self.assert_json_error(self.gw.admin(), 401, "unauthorized")
-        self.assert_json_error(self.gw.admin(token="nope"), 401, "unauthorized")
+        r = self.gw.admin()
+        self.assert_json_error(r, 401, "unauthorized")
+        self.assertEqual(r.get("www-authenticate"), 'Bearer realm="strata-admin"')
+        r = self.gw.admin(token="nope")
+        self.assert_json_error(r, 401, "unauthorized")
+        # a token that was sent and is wrong says so (RFC 6750 3.1)
+        self.assertEqual(r.get("www-authenticate"),
+                         'Bearer realm="strata-admin", error="invalid_token"')
         self.assert_json_error(self.gw.admin(token=self.token[:-1]), 401, "unauthorized")
         self.assert_json_error(self.gw.admin(token=self.token + "x"), 401, "unauthorized")
         r = exchange(self.gw.admin_port, req("GET", "/admin/status", f"Authorization: Basic {self.token}",
