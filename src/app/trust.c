@@ -13,7 +13,7 @@
 int trust_read_secret(const char *path, char *out, size_t cap, char *why, size_t why_len) {
   FILE *f = fopen(path, "r");
   if (!f) {
-    snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
+    snprintf(why, why_len, "cannot read %s: %s", path, strerror(errno));
     return -1;
   }
   int ok = fgets(out, (int)cap, f) != NULL;

@@ -4,6 +4,7 @@
 
 #include "cli/cli.h"
 #include "core/config.h"
+#include "gateway/gateway.h"
 
 int cli_check(int argc, char **argv) {
   if (argc != 1 || argv[0][0] == '-') {
@@ -14,6 +15,13 @@ int cli_check(int argc, char **argv) {
   struct config_errors errs = {0};
   config_defaults(&cfg);
   if (config_load(argv[0], &cfg, &errs) == 0) {
+    /* a gateway section also names files and pools the gateway resolves
+     * at start: check those as it would */
+    char why[512];
+    if (cfg.gateway.n_routes && gateway_check(&cfg, why, sizeof why) != 0) {
+      printf("%s: gateway: %s\n", argv[0], why);
+      return 1;
+    }
     printf("%s: ok\n", argv[0]);
     return 0;
   }

@@ -322,6 +322,21 @@ struct gw_conf *gw_conf_new(const struct gw_settings *s, char *why, size_t why_l
   return c;
 }
 
+int gateway_check(const struct strata_config *cfg, char *why, size_t why_len) {
+  struct gw_settings *s = calloc(1, sizeof *s);
+  if (!s) {
+    snprintf(why, why_len, "out of memory");
+    return -1;
+  }
+  int rc = gw_settings_from_config(cfg, s, why, why_len);
+  struct gw_conf *c = rc == 0 ? gw_conf_new(s, why, why_len) : NULL;
+  if (rc == 0 && !c)
+    rc = -1;
+  gw_conf_release(c);
+  free(s);
+  return rc;
+}
+
 void gw_conf_release(struct gw_conf *c) {
   if (c && __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
     gw_protect_free(c);

@@ -114,6 +114,12 @@ struct gateway;
 /* Builds the gateway over cfg (listen, workers, limits) and s (pools,
  * routes, policies). Returns NULL and logs why. */
 struct gateway *gateway_new(const struct strata_config *cfg, const struct gw_settings *s);
+
+/* What `strata gateway --config` would refuse at start beyond the file's
+ * own syntax: unknown pools and services, and the files it names (API
+ * keys, JWT keys, the admin token) unreadable or invalid. 0, or -1 with
+ * the reason in why. */
+int gateway_check(const struct strata_config *cfg, char *why, size_t why_len);
 void gateway_free(struct gateway *g);
 
 /* The proxy route (every path) and the gateway's own /health and /metrics. */

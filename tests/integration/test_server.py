@@ -402,6 +402,27 @@ class Cli(unittest.TestCase):
         self.assertIn(f"{bad}:6:", out)
         self.assertIn("listen", out)  # the suggestion for the typo
 
+    def test_check_reads_the_files_a_gateway_section_names(self):
+        # what `strata gateway --config` would refuse at start: a token or
+        # key file it cannot read, a keys file it cannot parse
+        d = tempfile.mkdtemp()
+        keys = os.path.join(d, "keys")
+        with open(keys, "w") as f:
+            f.write("ops not-a-sha256\n")
+        base = ("gateway:\n  listen: 127.0.0.1:8080\n  pools:\n    p: {hosts: [127.0.0.1:9001]}\n"
+                "  routes:\n    - {match: {prefix: /}, pool: p}\n")
+        for extra, want in (
+                (f"  admin: {{listen: 127.0.0.1:9901, token_file: {d}/missing}}\n",
+                 f"gateway: cannot read {d}/missing: No such file or directory"),
+                (f"  api_keys_file: {keys}\n", f"gateway: {keys}:1:"),
+                ("", "ok")):
+            path = os.path.join(d, "gw.yaml")
+            with open(path, "w") as f:
+                f.write(base + extra)
+            r = self.run_bin("check", path)
+            self.assertEqual(r.returncode, 0 if want == "ok" else 1, r.stdout + r.stderr)
+            self.assertIn(f"{path}: {want}", r.stdout)
+
     def test_serve_refuses_a_bad_config(self):
         d = tempfile.mkdtemp()
         bad = os.path.join(d, "bad.yaml")
