@@ -153,6 +153,14 @@ static void admin_status(struct http_exchange *ex, void *data) {
   struct gateway *g = data;
   if (!authorized(g, ex))
     return;
+  /* every method reaches here so that the token is asked for first: the
+   * path's methods are no one's business without it */
+  const char *method = http_request_of(ex)->method;
+  if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+    http_add_header(ex, "Allow", "GET, HEAD");
+    http_respond_error(ex, STRATA_EMETHOD_NOT_ALLOWED, NULL, NULL);
+    return;
+  }
   struct strbuf sb;
   strbuf_init(&sb, 4096);
   gw_admin_status_json(g, &sb);
@@ -164,7 +172,7 @@ static void admin_status(struct http_exchange *ex, void *data) {
 }
 
 int gateway_admin_register(struct gateway *g, struct router *r) {
-  if (observe_routes_register(r) != 0 || router_add(r, "GET", "/admin/status", admin_status, g) != 0)
+  if (observe_routes_register(r) != 0 || router_add(r, "*", "/admin/status", admin_status, g) != 0)
     return -1;
   return 0;
 }

@@ -349,6 +349,16 @@ gateway:
             r = exchange(self.gw.admin_port, req("GET", "/admin/status", f"Authorization: {value}",
                                                  host="127.0.0.1"))
             self.assertEqual(r.status, 200, (value, r))
+        # the token first, then the method: no 405 tells a stranger what is there
+        post = lambda *h: exchange(self.gw.admin_port, req("POST", "/admin/status", *h,
+                                                           "Content-Length: 0", host="127.0.0.1"))
+        self.assert_json_error(post(), 401, "unauthorized")
+        r = post(f"Authorization: Bearer {self.token}")
+        self.assert_json_error(r, 405, "method_not_allowed")
+        self.assertEqual(r.get("allow"), "GET, HEAD")
+        r = exchange(self.gw.admin_port, req("HEAD", "/admin/status", f"Authorization: Bearer {self.token}",
+                                             host="127.0.0.1"), head=True)
+        self.assertEqual((r.status, r.body), (200, b""), r)
         r = self.gw.admin(token=self.token)
         self.assertEqual(r.status, 200, r)
         doc = r.json()
