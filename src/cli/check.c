@@ -18,7 +18,7 @@ int cli_check(int argc, char **argv) {
     /* a gateway section also names files and pools the gateway resolves
      * at start: check those as it would */
     char why[512];
-    if (cfg.gateway.n_routes && gateway_check(&cfg, why, sizeof why) != 0) {
+    if ((cfg.gateway.n_routes || cfg.gateway.n_pools) && gateway_check(&cfg, why, sizeof why) != 0) {
       printf("%s: gateway: %s\n", argv[0], why);
       return 1;
     }

@@ -172,6 +172,8 @@ static void add_header_lines(struct http_exchange *ex, char *block) {
 static void add_challenge(struct gw_conf *g, struct http_exchange *ex, enum auth_challenge c,
                           unsigned used, const char *description, const char *scope) {
   unsigned schemes = (g->keys ? AUTH_SCHEME_API_KEY : 0) | (g->jwt.algs ? AUTH_SCHEME_BEARER : 0);
+  if (used && !(used & schemes))
+    c = AUTH_CHALLENGE_MISSING; /* a scheme not offered: no challenge's error */
   unsigned with_error = used & schemes ? used & schemes : schemes;
   char value[768], rest[128];
   size_t n = auth_www_authenticate(with_error, c, "strata", description, scope, value, 512);
@@ -324,6 +326,13 @@ int gw_protect(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex, 
     if (rl && rate_limit(gw, g, ex, route, rl, id) != 0)
       return -1;
     return challenge(gw, g, ex, f.challenge, f.scheme, f.description);
+  }
+  if (rt->rc.scopes[0] && id->kind == AUTH_KIND_NONE) {
+    /* an anonymous request on a route with scopes: credentials would do,
+     * so 401, not 403 (RFC 6750 3.1), and spent like a failed attempt */
+    if (rl && rate_limit(gw, g, ex, route, rl, id) != 0)
+      return -1;
+    return challenge(gw, g, ex, AUTH_CHALLENGE_MISSING, 0, "Credentials are required.");
   }
   if (rt->rc.scopes[0] && check_scopes(gw, g, ex, rt->rc.scopes, id) != 0)
     return -1;

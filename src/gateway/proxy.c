@@ -190,15 +190,20 @@ static int never_forwarded(const struct http_header *h, int request) {
   if (in_list(h, ours_req) || identity_is_reserved_header(h->name, h->name_len))
     return 1;
   /* CGI-style upstreams (WSGI, Rack, PHP) read X_Client_Id as X-Client-Id:
-   * a client must not spell its way past the list (nginx drops every name
-   * with an underscore by default; this drops only the ones that alias) */
-  char dashed[64];
-  if (h->name_len > sizeof dashed || !memchr(h->name, '_', h->name_len))
+   * a client must not spell its way past the list, nor send an unchecked
+   * X_Api_Key beside the checked key (nginx drops every name with an
+   * underscore by default; this drops the ones that alias, and names too
+   * long to compare) */
+  static const struct name credentials[] = {NAME("x-api-key"), {NULL, 0}};
+  char dashed[256];
+  if (!memchr(h->name, '_', h->name_len))
     return 0;
+  if (h->name_len > sizeof dashed)
+    return 1;
   for (size_t i = 0; i < h->name_len; i++)
     dashed[i] = h->name[i] == '_' ? '-' : h->name[i];
   struct http_header alias = {.name = dashed, .name_len = h->name_len};
-  return in_list(&alias, hop) || in_list(&alias, ours_req) ||
+  return in_list(&alias, hop) || in_list(&alias, ours_req) || in_list(&alias, credentials) ||
          identity_is_reserved_header(dashed, h->name_len);
 }
 

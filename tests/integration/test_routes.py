@@ -222,6 +222,9 @@ gateway:
     - match: {{prefix: /admin-only}}
       pool: main
       auth: {{scopes: [admin]}}
+    - match: {{prefix: /open-scoped}}
+      pool: main
+      auth: {{anonymous: true, scopes: [admin]}}
     - match: {{prefix: /limited}}
       pool: main
       rate_limit: {{rate: 1, burst: 2}}
@@ -257,6 +260,19 @@ gateway:
         self.assertEqual(self.get(self.gw, "/other", self.key(self.reader_key)).status, 200)
         # credentials sent to an anonymous route are still verified
         self.assert_json_error(self.get(self.gw, "/public/x", self.key("wrong")), 401)
+        # a bearer token where only API keys are taken: a plain challenge,
+        # no error that would blame a scheme not on offer (RFC 6750 3.1)
+        r = self.get(self.gw, "/other", "Authorization: Bearer abc.def.ghi")
+        self.assert_json_error(r, 401)
+        self.assertEqual(r.get("www-authenticate"), 'ApiKey realm="strata"')
+
+    def test_anonymous_request_on_a_scoped_route_is_401(self):
+        # credentials would do, so 401 without an error, not 403 (RFC 6750 3.1)
+        r = self.get(self.gw, "/open-scoped/x")
+        self.assert_json_error(r, 401, "unauthorized")
+        self.assertNotIn("error=", r.get("www-authenticate", ""))
+        self.assert_json_error(self.get(self.gw, "/open-scoped/x", self.key(self.reader_key)), 403)
+        self.assertEqual(self.get(self.gw, "/open-scoped/x", self.key(self.admin_key)).status, 200)
 
     def test_missing_scope_is_403(self):
         n = self.up.proxied
