@@ -133,16 +133,15 @@ static int authorized(struct gateway *g, struct http_exchange *ex) {
   /* "Bearer", in any case, then one or more spaces (RFC 9110 11.1), then
    * the token's bytes as the file holds them (any characters: not only
    * token68, so that a token that worked before still does) */
+  int bearer = v && len > 6 && strncasecmp(v, "bearer", 6) == 0;
   size_t sp = 6;
-  while (v && sp < len && v[sp] == ' ')
+  while (bearer && sp < len && v[sp] == ' ')
     sp++;
-  if (!v || !want || len <= 6 || strncasecmp(v, "bearer", 6) != 0 || sp == 6 ||
-      len - sp != want || CRYPTO_memcmp(v + sp, token, want) != 0) {
+  if (!bearer || !want || sp == 6 || len - sp != want || CRYPTO_memcmp(v + sp, token, want) != 0) {
     /* a token that was sent and is wrong says so (RFC 6750 3.1) */
     http_add_header(ex, "WWW-Authenticate",
-                    v && len > 6 && strncasecmp(v, "bearer", 6) == 0
-                        ? "Bearer realm=\"strata-admin\", error=\"invalid_token\""
-                        : "Bearer realm=\"strata-admin\"");
+                    bearer ? "Bearer realm=\"strata-admin\", error=\"invalid_token\""
+                           : "Bearer realm=\"strata-admin\"");
     http_respond_error(ex, STRATA_EUNAUTHORIZED, "The admin token is missing or wrong.", NULL);
     return 0;
   }

@@ -203,13 +203,24 @@ struct auth_failure {
   unsigned scheme; /* of the rejected credentials; 0: not known */
 };
 
-/* How many fields of the request are named name. */
-static unsigned count_fields(const struct http_request *req, const char *name) {
-  size_t len = strlen(name);
-  unsigned n = 0;
-  for (unsigned i = 0; i < req->n_headers; i++)
-    n += req->headers[i].name_len == len && strncasecmp(req->headers[i].name, name, len) == 0;
-  return n;
+/* The request's Authorization and X-Api-Key values (NULL when absent), in
+ * one pass; -1 when either comes more than once. */
+static int credential_fields(const struct http_request *req, const char **authz, size_t *alen,
+                             const char **xkey, size_t *klen) {
+  *authz = *xkey = NULL;
+  for (unsigned i = 0; i < req->n_headers; i++) {
+    const struct http_header *h = &req->headers[i];
+    const char **v = h->name_len == 13 && strncasecmp(h->name, "authorization", 13) == 0 ? authz
+                     : h->name_len == 9 && strncasecmp(h->name, "x-api-key", 9) == 0 ? xkey
+                                                                                        : NULL;
+    if (!v)
+      continue;
+    if (*v)
+      return -1;
+    *v = h->value;
+    *(v == authz ? alen : klen) = h->value_len;
+  }
+  return 0;
 }
 
 /* Verifies the request's credentials into *id: 0, with an anonymous id when
@@ -217,15 +228,13 @@ static unsigned count_fields(const struct http_request *req, const char *name) {
 static int authenticate(struct gw_conf *g, struct http_exchange *ex, int anonymous_ok,
                         struct auth_identity *id, struct auth_failure *f, char *why,
                         size_t why_cap) {
-  struct http_request *req = http_request_of(ex);
   size_t alen = 0, klen = 0;
-  const char *authz = http_header_get(req, "authorization", &alen);
-  const char *xkey = http_header_get(req, "x-api-key", &klen);
+  const char *authz, *xkey;
   struct auth_credentials cred;
   /* a second Authorization or X-Api-Key is not a list (RFC 9110 5.3): the
    * upstream could read the copy that was not checked */
   *f = (struct auth_failure){AUTH_CHALLENGE_INVALID_REQUEST, "Credentials sent more than once.", 0};
-  if (count_fields(req, "authorization") > 1 || count_fields(req, "x-api-key") > 1)
+  if (credential_fields(http_request_of(ex), &authz, &alen, &xkey, &klen) != 0)
     return -1;
   int rc = auth_credentials_parse(authz, alen, xkey, klen, &cred);
   f->description = "Malformed credentials.";
@@ -317,8 +326,11 @@ int gw_protect(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex, 
   id->has_limit = 0;
   struct auth_failure f;
   char why[160];
+  /* a route with scopes needs credentials even when anonymous: without
+   * them it is 401 (they would do), not 403 (RFC 6750 3.1) */
+  int anonymous_ok = rt->rc.auth_anonymous && !rt->rc.scopes[0];
   if (g->credentials_accepted &&
-      authenticate(g, ex, rt->rc.auth_anonymous, id, &f, why, sizeof why) != 0) {
+      authenticate(g, ex, anonymous_ok, id, &f, why, sizeof why) != 0) {
     /* a failed attempt spends its address's budget, as nginx's limit_req
      * runs before access checks: one address cannot guess keys unbounded */
     id->kind = AUTH_KIND_NONE;
@@ -326,13 +338,6 @@ int gw_protect(struct gateway *gw, struct gw_conf *g, struct http_exchange *ex, 
     if (rl && rate_limit(gw, g, ex, route, rl, id) != 0)
       return -1;
     return challenge(gw, g, ex, f.challenge, f.scheme, f.description);
-  }
-  if (rt->rc.scopes[0] && id->kind == AUTH_KIND_NONE) {
-    /* an anonymous request on a route with scopes: credentials would do,
-     * so 401, not 403 (RFC 6750 3.1), and spent like a failed attempt */
-    if (rl && rate_limit(gw, g, ex, route, rl, id) != 0)
-      return -1;
-    return challenge(gw, g, ex, AUTH_CHALLENGE_MISSING, 0, "Credentials are required.");
   }
   if (rt->rc.scopes[0] && check_scopes(gw, g, ex, rt->rc.scopes, id) != 0)
     return -1;
